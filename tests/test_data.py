@@ -1,0 +1,260 @@
+"""Data layer: small IDX files written here, then the real mirror (integration)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from tutorial_lib import data
+
+
+def write_idx(path, array: np.ndarray) -> str:
+    """Write a gzipped IDX file (uint8, 1 or 3 dims) and return its md5."""
+    magic = {1: 0x801, 3: 0x803}[array.ndim]
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+    return hashlib.md5(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def fake_mirror(tmp_path, monkeypatch):
+    """A read-only mirror with a tiny MNIST (20 train, 10 test images) registered as 'MNIST'."""
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "mirror" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    resources = []
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        resources.append((f"{prefix}-images-idx3-ubyte.gz", write_idx(
+            raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28))
+        )))  # fmt: skip
+        resources.append((f"{prefix}-labels-idx1-ubyte.gz", write_idx(
+            raw / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10
+        )))  # fmt: skip
+
+    class TinyMNIST:
+        mirrors = ["http://mirror.invalid/"]
+
+    TinyMNIST.resources = resources
+    monkeypatch.setitem(data.DATASETS, "MNIST", TinyMNIST)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable (test)")
+
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
+    for f in raw.iterdir():
+        f.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    yield tmp_path / "mirror"
+    for f in raw.iterdir():
+        f.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def test_read_idx_round_trip(tmp_path):
+    images = np.random.default_rng(1).integers(0, 256, (5, 28, 28))
+    write_idx(tmp_path / "x.gz", images)
+    write_idx(tmp_path / "y.gz", np.array([3, 1, 4, 1, 5]))
+    assert torch.equal(data.read_idx(tmp_path / "x.gz"), torch.from_numpy(images.astype(np.uint8)))
+    assert data.read_idx(tmp_path / "y.gz").tolist() == [3, 1, 4, 1, 5]
+
+
+def test_read_idx_truncated_gzip(tmp_path):
+    write_idx(tmp_path / "x.gz", np.zeros((5, 28, 28)))
+    blob = (tmp_path / "x.gz").read_bytes()
+    (tmp_path / "x.gz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(data.CorruptDataError, match="truncated or corrupted"):
+        data.read_idx(tmp_path / "x.gz")
+
+
+def test_read_idx_not_gzip_and_bad_header(tmp_path):
+    (tmp_path / "a.gz").write_bytes(b"this is not gzip at all")
+    with pytest.raises(data.CorruptDataError, match="a.gz"):
+        data.read_idx(tmp_path / "a.gz")
+    with gzip.open(tmp_path / "b.gz", "wb") as f:  # header says 5 images, payload holds 2
+        f.write((0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (5, 28, 28)))
+        f.write(bytes(2 * 28 * 28))
+    with pytest.raises(data.CorruptDataError, match="header announces"):
+        data.read_idx(tmp_path / "b.gz")
+
+
+def test_prepare_copies_from_read_only_mirror(fake_mirror, tmp_path):
+    before = {p.name: p.read_bytes() for p in (fake_mirror / "MNIST" / "raw").iterdir()}
+    raw = data.prepare("MNIST", tmp_path / "root", fake_mirror)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(before)
+    for name, blob in before.items():
+        assert (raw / name).read_bytes() == blob
+    assert {p.name: p.read_bytes() for p in (fake_mirror / "MNIST" / "raw").iterdir()} == before
+    images, labels = data.load_split("MNIST", True, tmp_path / "root", fake_mirror)
+    assert images.shape == (20, 28, 28) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64 and labels.tolist() == [i % 10 for i in range(20)]
+    assert (raw / "train.uint8.pt").exists()
+    assert not list(raw.glob("*.part")) and not list(raw.glob(".*"))
+
+
+def test_env_vars_name_root_and_mirror(fake_mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUTORIAL_DATA_DIR", str(tmp_path / "env-root"))
+    monkeypatch.setenv("TUTORIAL_DATA_MIRROR", str(fake_mirror))
+    images, _ = data.load_split("MNIST", False)
+    assert images.shape == (10, 28, 28)
+    assert (tmp_path / "env-root" / "MNIST" / "raw" / "test.uint8.pt").exists()
+
+
+def test_mirror_md5_mismatch_names_file_and_both_md5s(fake_mirror, tmp_path):
+    bad = fake_mirror / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    expected = dict(data.DATASETS["MNIST"].resources)[bad.name]
+    bad.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    write_idx(bad, np.arange(10)[::-1] % 10)
+    actual = data.md5sum(bad)
+    with pytest.raises(data.ChecksumError) as info:
+        data.prepare("MNIST", tmp_path / "root", fake_mirror)
+    message = str(info.value)
+    assert bad.name in message and expected in message and actual in message
+    assert not (tmp_path / "root" / "MNIST" / "raw" / bad.name).exists()
+
+
+def test_missing_everywhere_without_network(fake_mirror, tmp_path):
+    (fake_mirror / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(data.DataNotFoundError) as info:
+        data.prepare("MNIST", tmp_path / "root", fake_mirror)
+    message = str(info.value)
+    assert "train-images-idx3-ubyte.gz" in message and "TUTORIAL_DATA_MIRROR" in message
+    assert "network is unreachable" in message
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    assert not (raw / "train-images-idx3-ubyte.gz").exists()
+    assert [p.name for p in raw.iterdir() if p.name.startswith(".")] == []
+
+
+def test_corrupted_local_file_is_moved_aside_and_refetched(fake_mirror, tmp_path):
+    raw = data.prepare("MNIST", tmp_path / "root", fake_mirror)
+    target = raw / "train-labels-idx1-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:-10])
+    with pytest.warns(UserWarning, match="moved it aside"):
+        data.prepare("MNIST", tmp_path / "root", fake_mirror)
+    assert target.read_bytes() == (fake_mirror / "MNIST" / "raw" / target.name).read_bytes()
+    assert (raw / (target.name + ".corrupt")).exists()
+
+
+def test_unreadable_cache_is_rebuilt(fake_mirror, tmp_path):
+    data.load_split("MNIST", False, tmp_path / "root", fake_mirror)
+    cache = tmp_path / "root" / "MNIST" / "raw" / "test.uint8.pt"
+    cache.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="Rebuilding"):
+        images, _ = data.load_split("MNIST", False, tmp_path / "root", fake_mirror)
+    assert images.shape == (10, 28, 28)
+    assert torch.load(cache, weights_only=True)["images"].shape == (10, 28, 28)
+
+
+@pytest.mark.parametrize("offset", [(0, 0), (8, 8), (3, 6), (7, 1)])
+def test_random_crop_matches_torchvision(offset, monkeypatch):
+    image = np.random.default_rng(2).integers(0, 256, (28, 28)).astype(np.uint8)
+    monkeypatch.setattr(
+        torchvision.transforms.RandomCrop, "get_params", staticmethod(lambda *a: (*offset, 28, 28))
+    )
+    theirs = torchvision.transforms.RandomCrop(28, padding=4)(Image.fromarray(image))
+    ours = data.random_crop(torch.from_numpy(image)[None], torch.tensor([offset]))[0]
+    assert torch.equal(ours, torch.from_numpy(np.array(theirs)))
+    normalised = torchvision.transforms.Normalize((data.MNIST_MEAN,), (data.MNIST_STD,))(
+        torchvision.transforms.functional.to_tensor(theirs)
+    )
+    torch.testing.assert_close(data.normalize(ours[None])[0], normalised)
+
+
+def test_loader_epochs_cover_everything_and_reproduce():
+    images = torch.arange(10, dtype=torch.uint8)[:, None, None].expand(10, 28, 28).contiguous()
+    labels = torch.arange(10)
+    loader = data.TensorBatchLoader(images, labels, batch_size=4, shuffle=True, seed=3)
+    assert len(loader) == 3
+    first = torch.cat([y for _, y in loader])
+    second = torch.cat([y for _, y in loader])
+    assert sorted(first.tolist()) == sorted(second.tolist()) == list(range(10))
+    assert not torch.equal(first, second)  # a fresh permutation each epoch
+    again = data.TensorBatchLoader(images, labels, batch_size=4, shuffle=True, seed=3)
+    assert torch.equal(torch.cat([y for _, y in again]), first)
+    x, y = next(iter(data.TensorBatchLoader(images, labels, 4, shuffle=False)))
+    assert x.shape == (4, 1, 28, 28) and x.dtype == torch.float32
+    torch.testing.assert_close(x[:, 0, 0, 0], (y.float() / 255 - data.MNIST_MEAN) / data.MNIST_STD)
+
+
+def test_loader_shards_for_data_parallel_ranks():
+    images, labels = torch.zeros(11, 28, 28, dtype=torch.uint8), torch.arange(11)
+    evals = [data.TensorBatchLoader(images, labels, 4, shuffle=False, rank=r, world_size=2)
+             for r in (0, 1)]  # fmt: skip
+    seen = sorted(torch.cat([y for loader in evals for _, y in loader]).tolist())
+    assert seen == list(range(11))  # evaluation: every image exactly once, no padding
+    trains = [data.TensorBatchLoader(images, labels, 4, shuffle=True, rank=r, world_size=2)
+              for r in (0, 1)]  # fmt: skip
+    assert len(trains[0]) == len(trains[1])
+    seen = torch.cat([y for loader in trains for _, y in loader]).tolist()
+    assert len(seen) == len(set(seen)) == 10
+
+
+def test_bad_hyper_parameters():
+    with pytest.raises(ValueError, match="batch_size"):
+        data.MNISTDataModule(batch_size=0)
+    with pytest.raises(ValueError, match="Unknown data set"):
+        data.prepare("CIFAR10")
+
+
+# --- integration, on the real files (the mirror in CI) ---------------------------------------
+
+
+def test_real_sizes_and_histograms(real_root):
+    train_x, train_y = data.load_split("MNIST", True, real_root)
+    test_x, test_y = data.load_split("MNIST", False, real_root)
+    ood_x, ood_y = data.load_split("FashionMNIST", False, real_root)
+    assert train_x.shape == (60_000, 28, 28)
+    assert test_x.shape == ood_x.shape == (10_000, 28, 28)
+    assert torch.bincount(train_y).tolist() == [
+        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949,
+    ]  # fmt: skip
+    assert torch.bincount(test_y).tolist() == [
+        980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009,
+    ]  # fmt: skip
+    assert torch.bincount(ood_y).tolist() == [1000] * 10
+
+
+def test_fast_path_equals_torchvision(real_root):
+    for name, train in (("MNIST", False), ("FashionMNIST", False), ("MNIST", True)):
+        images, labels = data.load_split(name, train, real_root)
+        reference = data.torchvision_dataset(name, train, real_root)
+        assert torch.equal(images, reference.data)
+        assert torch.equal(labels, reference.targets)
+
+
+def test_datamodule_plain_loop(real_root):
+    dm = data.MNISTDataModule(root=real_root, mirror=os.devnull, batch_size=512,
+                              eval_batch_size=4096, train_subset=2000)  # fmt: skip
+    dm.prepare_data()
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 4 and batches[0][0].shape == (512, 1, 28, 28)
+    assert batches[-1][0].shape == (2000 - 3 * 512, 1, 28, 28)
+    val = dm.val_dataloader()
+    assert sum(y.numel() for _, y in val) == 10_000
+    id_loader, ood_loader = dm.test_dataloader()
+    assert sum(y.numel() for _, y in ood_loader) == 10_000
+    x, _ = next(iter(ood_loader))
+    assert x.dtype == torch.float32 and abs(float(x.mean())) < 1.5
+
+
+def test_plot_samples(real_root):
+    fig = data.plot_samples(real_root, per_set=4)
+    assert len(fig.axes) == 8
+    assert {ax.get_title() for ax in fig.axes[4:]} <= set(data.FASHION_CLASSES)
+
+
+def test_mirror_is_never_written(real_root):
+    mirror = os.environ.get("TUTORIAL_DATA_MIRROR")
+    if mirror is None:
+        pytest.fail("Set TUTORIAL_DATA_MIRROR to the offline mirror (CI does).")
+    assert sorted(os.listdir(os.path.join(mirror, "MNIST", "raw"))) == sorted(
+        name for name, _ in torchvision.datasets.MNIST.resources
+    )

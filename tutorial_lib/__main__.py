@@ -1,0 +1,5 @@
+"""`python -m tutorial_lib` runs the `tutorial-lib` command."""
+
+from tutorial_lib.cli import main
+
+raise SystemExit(main())
