@@ -1,0 +1,102 @@
+"""Packed layers: equal to their M independent small layers, block structure, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from tutorial_lib import layers
+from tutorial_lib.layers import PackedConv2d, PackedLinear
+
+
+@pytest.mark.parametrize(("alpha", "m", "gamma"), [(2, 2, 1), (4, 4, 1), (2, 4, 2), (3, 3, 1)])
+def test_linear_blocks_are_small_linears(alpha, m, gamma):
+    torch.manual_seed(0)
+    layer = PackedLinear(24, 12, alpha=alpha, num_estimators=m, gamma=gamma)
+    g = layer.groups
+    assert g == m * gamma
+    x = torch.randn(7, layer.ext_in)
+    out = layer(x)
+    assert out.shape == (7, layer.ext_out)
+    in_g, out_g = layer.ext_in // g, layer.ext_out // g
+    for i in range(g):
+        small = nn.Linear(in_g, out_g)
+        small.weight.data = layer.weight[i * out_g : (i + 1) * out_g]
+        small.bias.data = layer.bias[i * out_g : (i + 1) * out_g]
+        torch.testing.assert_close(
+            out[:, i * out_g : (i + 1) * out_g], small(x[:, i * in_g : (i + 1) * in_g])
+        )
+
+
+@pytest.mark.parametrize(("alpha", "m", "gamma"), [(2, 4, 1), (1, 2, 2), (4, 4, 1)])
+def test_conv_blocks_are_small_convs(alpha, m, gamma):
+    torch.manual_seed(0)
+    layer = PackedConv2d(8, 8, 3, alpha=alpha, num_estimators=m, gamma=gamma, padding=1)
+    conv = layer.conv
+    g = conv.groups
+    x = torch.randn(2, conv.in_channels, 9, 9)
+    out = layer(x)
+    in_g, out_g = conv.in_channels // g, conv.out_channels // g
+    for i in range(g):
+        small = nn.Conv2d(in_g, out_g, 3, padding=1)
+        small.weight.data = layer.weight[i * out_g : (i + 1) * out_g]
+        small.bias.data = layer.bias[i * out_g : (i + 1) * out_g]
+        torch.testing.assert_close(
+            out[:, i * out_g : (i + 1) * out_g], small(x[:, i * in_g : (i + 1) * in_g]),
+            atol=1e-5, rtol=1e-5,
+        )  # fmt: skip
+
+
+def test_first_layer_is_dense_and_last_is_estimator_major():
+    first = PackedLinear(5, 8, alpha=2, num_estimators=4, first=True)
+    assert (first.ext_in, first.ext_out, first.groups) == (5, 16, 1)
+    last = PackedLinear(8, 3, alpha=2, num_estimators=4, last=True)
+    assert (last.ext_in, last.ext_out, last.groups) == (16, 12, 4)
+    x = torch.randn(6, 16)
+    out = last(x)
+    assert out.shape == (4 * 6, 3)
+    flat = layers.packed_linear_bmm(x, last.weight, last.bias, 4)  # (B, M*C) member-blocked
+    for m in range(4):
+        torch.testing.assert_close(out[m * 6 : (m + 1) * 6], flat[:, m * 3 : (m + 1) * 3])
+    conv = PackedConv2d(4, 2, 1, alpha=2, num_estimators=4, last=True)
+    assert conv(torch.randn(5, 8, 4, 4)).shape == (20, 2, 4, 4)
+
+
+def test_changing_one_member_changes_only_its_rows():
+    torch.manual_seed(0)
+    layer = PackedLinear(8, 3, alpha=2, num_estimators=4, last=True)
+    x = torch.randn(5, 16)
+    before = layer(x).detach()
+    with torch.no_grad():
+        layer.weight[3:6] += 1.0  # member 1's rows
+    after = layer(x).detach()
+    changed = (after - before).abs().amax(dim=1) > 0
+    assert changed.tolist() == [False] * 5 + [True] * 5 + [False] * 10
+
+
+def test_initialisation_uses_group_fan_in():
+    torch.manual_seed(0)
+    layer = PackedLinear(256, 120, alpha=2, num_estimators=4)
+    bound = 1 / (layer.ext_in // layer.groups) ** 0.5  # kaiming_uniform(a=sqrt(5)) bound
+    assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+    assert layer.bias.abs().max() <= bound
+
+
+@pytest.mark.parametrize("impl", [layers.packed_linear_conv1d, layers.packed_linear_einsum])
+def test_linear_implementations_agree(impl):
+    torch.manual_seed(0)
+    x, w, b = torch.randn(9, 4 * 6), torch.randn(4 * 5, 6), torch.randn(20)
+    torch.testing.assert_close(impl(x, w, b, 4), layers.packed_linear_bmm(x, w, b, 4))
+    torch.testing.assert_close(impl(x, w, None, 4), layers.packed_linear_bmm(x, w, None, 4))
+
+
+def test_invalid_configurations_name_layer_widths_and_fix():
+    with pytest.raises(ValueError) as info:
+        PackedLinear(10, 7, alpha=3, num_estimators=4)
+    message = str(info.value)
+    assert "PackedLinear" in message and "30 -> 21" in message and "alpha=" in message
+    with pytest.raises(ValueError, match="PackedConv2d.*Try"):
+        PackedConv2d(6, 16, 5, alpha=1.5, num_estimators=4)
+    for kwargs in ({"alpha": 0}, {"num_estimators": 0}, {"gamma": 0}):
+        params = {"alpha": 2, "num_estimators": 2, **kwargs}
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            PackedLinear(8, 8, **params)

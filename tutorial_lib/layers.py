@@ -1,0 +1,222 @@
+"""Packed layers (Laurent et al., "Packed-Ensembles for Efficient Uncertainty Estimation", 2023).
+
+A packed layer holds the same layer of ``M`` ensemble members side by side, ``alpha`` times wider
+than one member's layer, and makes the members independent with grouped weights:
+
+- the **first** layer reads the shared input densely (``groups = 1``);
+- every later layer is **block-diagonal** with ``M * gamma`` groups: member ``m`` owns the ``m``-th
+  contiguous block of channels/features at every layer (``gamma > 1`` splits each member further);
+- the **last** layer outputs ``M * C`` values per input, returned estimator-major as ``(M * B, C)``
+  (rows ``m*B:(m+1)*B`` are member ``m``), the layout of the whole library.
+
+Widths: extended input = ``in`` if ``first`` else ``int(in * alpha)``; extended output =
+``out * M`` if ``last`` else ``int(out * alpha)``. With ``alpha = M`` and ``gamma = 1`` a packed
+network is exactly a deep ensemble of ``M`` networks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+def _check_hparams(alpha: float, num_estimators: int, gamma: int) -> None:
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}.")
+    if num_estimators < 1 or int(num_estimators) != num_estimators:
+        raise ValueError(f"num_estimators must be a positive integer, got {num_estimators}.")
+    if gamma < 1 or int(gamma) != gamma:
+        raise ValueError(f"gamma must be a positive integer, got {gamma}.")
+
+
+def _packed_widths(
+    layer: str,
+    in_width: int,
+    out_width: int,
+    alpha: float,
+    num_estimators: int,
+    gamma: int,
+    groups: int,
+    first: bool,
+    last: bool,
+) -> tuple[int, int, int]:
+    """Extended input width, extended output width and number of groups of a packed layer.
+
+    Raises:
+        ValueError: the widths do not divide into the groups; the message names the layer, the
+            widths, and an ``alpha`` (or ``gamma``) that would work.
+    """
+    _check_hparams(alpha, num_estimators, gamma)
+
+    def widths(a: float, g: int) -> tuple[int, int, int]:
+        ext_in = in_width if first else int(in_width * a)
+        ext_out = out_width * num_estimators if last else int(out_width * a)
+        n_groups = groups if first else num_estimators * g * groups
+        return ext_in, ext_out, n_groups
+
+    def valid(a: float, g: int) -> bool:
+        ext_in, ext_out, n_groups = widths(a, g)
+        n_in = groups if first else n_groups
+        return ext_in % n_in == 0 and ext_out % n_groups == 0 and ext_out >= n_groups
+
+    ext_in, ext_out, n_groups = widths(alpha, gamma)
+    if not valid(alpha, gamma):
+        hints = []
+        alphas = sorted((k / 2 for k in range(1, 65)), key=lambda a: abs(a - alpha))
+        good_alpha = next((a for a in alphas if valid(a, gamma)), None)
+        if good_alpha is not None:
+            hints.append(f"alpha={good_alpha:g}")
+        good_gamma = next((g for g in range(1, 17) if g != gamma and valid(alpha, g)), None)
+        if good_gamma is not None:
+            hints.append(f"gamma={good_gamma}")
+        hint = " or ".join(hints) if hints else "other alpha / num_estimators values"
+        raise ValueError(
+            f"{layer}({in_width} -> {out_width}, alpha={alpha:g}, num_estimators={num_estimators},"
+            f" gamma={gamma}): extended widths {ext_in} -> {ext_out} do not split into "
+            f"{n_groups} equal groups. Try {hint}."
+        )
+    return ext_in, ext_out, n_groups
+
+
+def to_estimator_major(x: Tensor, num_estimators: int) -> Tensor:
+    """(B, M*C, ...) member-blocked channels -> (M*B, C, ...) estimator-major rows."""
+    b, mc = x.shape[:2]
+    x = x.reshape(b, num_estimators, mc // num_estimators, *x.shape[2:])
+    return x.transpose(0, 1).reshape(num_estimators * b, mc // num_estimators, *x.shape[3:])
+
+
+def packed_linear_bmm(x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> Tensor:
+    """Block-diagonal linear map as one batched matmul (the implementation PackedLinear uses).
+
+    Args:
+        x: (B, G * I) inputs; weight: (G * O, I), group g's rows ``g*O:(g+1)*O``; bias: (G * O,).
+
+    Returns:
+        (B, G * O).
+    """
+    b = x.shape[0]
+    out_g, in_g = weight.shape[0] // groups, weight.shape[1]
+    xs = x.reshape(b, groups, in_g).transpose(0, 1)  # (G, B, I)
+    ws = weight.reshape(groups, out_g, in_g).transpose(1, 2)  # (G, I, O)
+    y = torch.bmm(xs, ws) if bias is None else torch.baddbmm(bias.view(groups, 1, out_g), xs, ws)
+    return y.transpose(0, 1).reshape(b, groups * out_g)
+
+
+def packed_linear_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> Tensor:
+    """The same map as a grouped 1-d convolution of length 1 (compared in benchmarks/models.py)."""
+    return F.conv1d(x.unsqueeze(-1), weight.unsqueeze(-1), bias, groups=groups).squeeze(-1)
+
+
+def packed_linear_einsum(x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> Tensor:
+    """The same map through ``torch.einsum`` (compared in benchmarks/models.py)."""
+    b = x.shape[0]
+    out_g, in_g = weight.shape[0] // groups, weight.shape[1]
+    y = torch.einsum(
+        "bgi,goi->bgo", x.reshape(b, groups, in_g), weight.reshape(groups, out_g, in_g)
+    )
+    y = y.reshape(b, groups * out_g)
+    return y if bias is None else y + bias
+
+
+class PackedLinear(nn.Module):
+    """Linear layer of ``num_estimators`` members packed side by side (see the module docstring).
+
+    Input ``(B, ext_in)``; output ``(B, ext_out)``, or ``(M*B, out_features)`` when ``last``.
+    ``weight`` is ``(ext_out, ext_in / groups)``: group ``g`` maps input block ``g`` to output
+    rows ``g*ext_out/groups:(g+1)*ext_out/groups``. Each group is initialised like an
+    ``nn.Linear(ext_in / groups, ext_out / groups)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        alpha: float,
+        num_estimators: int,
+        gamma: int = 1,
+        first: bool = False,
+        last: bool = False,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        ext_in, ext_out, groups = _packed_widths(
+            "PackedLinear", in_features, out_features, alpha, num_estimators, gamma, 1, first, last
+        )
+        self.in_features, self.out_features = in_features, out_features
+        self.num_estimators, self.last = num_estimators, last
+        self.ext_in, self.ext_out, self.groups = ext_in, ext_out, groups
+        self.weight = nn.Parameter(torch.empty(ext_out, ext_in // groups))
+        self.bias = nn.Parameter(torch.empty(ext_out)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Linear``'s initialisation, per group (fan-in = ext_in / groups)."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight.shape[1])
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.groups == 1:
+            y = F.linear(x, self.weight, self.bias)
+        else:
+            y = packed_linear_bmm(x, self.weight, self.bias, self.groups)
+        return to_estimator_major(y, self.num_estimators) if self.last else y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_features}->{self.out_features}, extended {self.ext_in}->{self.ext_out}, "
+            f"groups={self.groups}, last={self.last}"
+        )
+
+
+class PackedConv2d(nn.Module):
+    """2-d convolution of ``num_estimators`` members packed side by side.
+
+    Input ``(B, ext_in, H, W)``; output ``(B, ext_out, H', W')``, or ``(M*B, out_channels, H', W')``
+    when ``last``. The convolution is an ``nn.Conv2d`` with ``groups = M * gamma * groups`` (1 for
+    the first layer), so each group is initialised like the corresponding small convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        alpha: float,
+        num_estimators: int,
+        gamma: int = 1,
+        groups: int = 1,
+        first: bool = False,
+        last: bool = False,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        ext_in, ext_out, n_groups = _packed_widths(
+            "PackedConv2d", in_channels, out_channels, alpha, num_estimators, gamma, groups,
+            first, last,
+        )  # fmt: skip
+        self.num_estimators, self.last = num_estimators, last
+        self.conv = nn.Conv2d(
+            ext_in, ext_out, kernel_size, stride=stride, padding=padding, dilation=dilation,
+            groups=n_groups, bias=bias,
+        )  # fmt: skip
+
+    @property
+    def weight(self) -> Tensor:
+        """(ext_out, ext_in / groups, kH, kW)."""
+        return self.conv.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.conv.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x)
+        return to_estimator_major(y, self.num_estimators) if self.last else y
