@@ -1,5 +1,7 @@
-"""Uncertainty metrics, one small module per family."""
+"""Uncertainty metrics, one small module per family; :func:`evaluate_predictions` runs them all."""
 
 from tutorial_lib.metrics.complexity import complexity
+from tutorial_lib.metrics.evaluate import UncertaintyMetrics, evaluate_predictions
+from tutorial_lib.metrics.grouping import grouping_loss
 
-__all__ = ["complexity"]
+__all__ = ["UncertaintyMetrics", "complexity", "evaluate_predictions", "grouping_loss"]

@@ -1,0 +1,333 @@
+"""Metrics: hand-computed cases, an independent NumPy computation of every definition, properties
+and errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tutorial_lib.metrics import UncertaintyMetrics, evaluate_predictions, grouping_loss
+from tutorial_lib.metrics.calibration import adaptive_calibration_error
+from tutorial_lib.metrics.ood import fpr_at_recall
+from tutorial_lib.metrics.selective import risk_coverage_curve
+
+
+def random_fixture(seed: int, members: int, n: int = 600, classes: int = 10):
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.randint(0, classes, (n,), generator=g)
+    logits = torch.randn(n, members, classes, generator=g) * 2
+    logits[torch.arange(n), :, targets] += 2.0
+    ood = torch.randn(n // 2, members, classes, generator=g)
+    return logits.softmax(-1), targets, ood.softmax(-1)
+
+
+# --- an independent NumPy reading of the definitions (issue 4) --------------------------------
+
+
+def np_entropy(p):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.sum(np.where(p > 0, p * np.log(p), 0.0), axis=-1)
+
+
+def np_ece(conf, correct, n_bins=15, norm="l1"):
+    bins = np.minimum(np.floor(conf * n_bins).astype(int), n_bins)  # conf == 1.0: own bin
+    gaps, weights = [], []
+    for b in range(n_bins + 1):
+        mask = bins == b
+        if mask.any():
+            gaps.append(abs(correct[mask].mean() - conf[mask].mean()))
+            weights.append(mask.mean())
+    gaps, weights = np.array(gaps), np.array(weights)
+    return np.max(gaps) if norm == "max" else np.sum(gaps * weights)
+
+
+def np_aece(conf, correct, n_bins=15):
+    order = np.argsort(conf, kind="stable")
+    conf, correct = conf[order], correct[order]
+    n = len(conf)
+    sizes = [n // n_bins + (1 if b < n % n_bins else 0) for b in range(n_bins)]
+    total, start = 0.0, 0
+    for size in sizes:
+        if size:
+            total += (
+                size
+                / n
+                * abs(correct[start : start + size].mean() - conf[start : start + size].mean())
+            )
+        start += size
+    return total
+
+
+def np_selective(conf, errors):
+    order = np.argsort(-conf, kind="stable")
+    e = errors[order]
+    n = len(e)
+    k = np.arange(1, n + 1)
+    risk, cov = np.cumsum(e) / k, k / n
+    trap = lambda y: np.sum((y[1:] + y[:-1]) / 2 * np.diff(cov)) / (1 - 1 / n)  # noqa: E731
+    ok = np.nonzero(risk <= 0.05)[0]
+    return {
+        "sc/AURC": trap(risk),
+        "sc/AUGRC": trap(cov * risk),
+        "sc/Cov@5Risk": cov[ok[-1]] if len(ok) else math.nan,
+        "sc/Risk@80Cov": risk[math.ceil(0.8 * n) - 1],
+    }
+
+
+def np_ood(id_conf, ood_conf):
+    scores = np.concatenate([-id_conf, -ood_conf])
+    pos = np.concatenate([np.zeros(len(id_conf)), np.ones(len(ood_conf))]).astype(bool)
+    # AUROC: probability that a random OOD sample scores above a random ID one (ties: 1/2)
+    diff = (-ood_conf)[:, None] - (-id_conf)[None, :]
+    auroc = np.mean((diff > 0) + 0.5 * (diff == 0))
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], pos[order]
+    ends = np.r_[np.nonzero(s[1:] != s[:-1])[0], len(s) - 1]
+    tp, fp = np.cumsum(y)[ends], ends + 1 - np.cumsum(y)[ends]
+    precision, recall = tp / (tp + fp), tp / pos.sum()
+    ap = np.sum(np.diff(np.r_[0, recall]) * precision)
+    fpr95 = fp[np.nonzero(recall >= 0.95)[0][0]] / (~pos).sum()
+    return {"ood/AUROC": auroc, "ood/AUPR": ap, "ood/FPR95": fpr95}
+
+
+def np_diversity(p):
+    n, m, c = p.shape
+    preds = p.argmax(-1)
+    counts = np.stack([(preds == k).sum(1) for k in range(c)], 1)
+    dis = 1 - (counts * (counts - 1) / 2).sum(1) / (m * (m - 1) / 2)
+    expected = np_entropy(p).mean(1)
+    return dis.mean(), expected.mean(), (np_entropy(p.mean(1)) - expected).mean()
+
+
+def np_all(probs, targets, ood):
+    p, y, po = probs.double().numpy(), targets.numpy(), ood.double().numpy()
+    mean, ood_mean = p.mean(1), po.mean(1)
+    conf, pred = mean.max(1), mean.argmax(1)
+    correct = (pred == y).astype(float)
+    one_hot = np.eye(mean.shape[1])[y]
+    out = {
+        "cls/Acc": correct.mean(),
+        "cls/Brier": ((mean - one_hot) ** 2).sum(1).mean(),
+        "cls/NLL": -np.log(mean[np.arange(len(y)), y]).mean(),
+        "cls/Entropy": np_entropy(mean).mean(),
+        "cal/ECE": np_ece(conf, correct),
+        "cal/MCE": np_ece(conf, correct, norm="max"),
+        "cal/aECE": np_aece(conf, correct),
+        "ood/Entropy": np_entropy(ood_mean).mean(),
+    }
+    out |= np_selective(conf, 1 - correct)
+    out |= np_ood(conf, ood_mean.max(1))
+    if p.shape[1] > 1:
+        for prefix, arr in (("ens/", p), ("ood/ens_", po)):
+            d, e, mi = np_diversity(arr)
+            out |= {prefix + "Disagreement": d, prefix + "Entropy": e, prefix + "MI": mi}
+    return out
+
+
+@pytest.mark.parametrize(("seed", "members"), [(0, 1), (1, 4), (2, 2), (3, 8)])
+def test_every_metric_matches_numpy(seed, members):
+    probs, targets, ood = random_fixture(seed, members)
+    ours = evaluate_predictions(probs, targets, ood)
+    expected = np_all(probs, targets, ood)
+    assert set(ours) == set(expected)
+    for key, value in expected.items():
+        assert ours[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_keys_depend_on_members_and_ood():
+    probs, targets, ood = random_fixture(0, 1, n=50)
+    single = evaluate_predictions(probs[:, 0], targets)  # (N, C) works as one model
+    assert not any(k.startswith(("ens/", "ood/")) for k in single)
+    assert "cls/Acc" in single and "sc/AURC" in single
+    ens = evaluate_predictions(random_fixture(0, 3, n=50)[0], targets, None)
+    assert {"ens/Disagreement", "ens/Entropy", "ens/MI"} <= set(ens)
+    assert not any(k.startswith("ood/") for k in ens)
+
+
+# --- hand-computed cases ---------------------------------------------------------------------
+
+
+def test_hand_computed_classification_and_calibration():
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.8, 0.2]])
+    targets = torch.tensor([0, 1, 1, 0])
+    r = evaluate_predictions(probs, targets)
+    assert r["cls/Acc"] == pytest.approx(0.75)
+    brier = [(0.1**2 + 0.1**2), (0.6**2 + 0.6**2), (0.3**2 + 0.3**2), (0.2**2 + 0.2**2)]
+    assert r["cls/Brier"] == pytest.approx(sum(brier) / 4)
+    assert r["cls/NLL"] == pytest.approx(
+        -(math.log(0.9) + math.log(0.4) + math.log(0.7) + math.log(0.8)) / 4
+    )
+    # confidences 0.9, 0.6, 0.7, 0.8 fall in 4 different bins of width 1/15
+    assert r["cal/ECE"] == pytest.approx((0.1 + 0.6 + 0.3 + 0.2) / 4, abs=1e-6)
+    assert r["cal/MCE"] == pytest.approx(0.6, abs=1e-6)
+
+
+def test_hand_computed_selective():
+    conf = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    errors = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    coverage, risk = risk_coverage_curve(conf, errors)
+    assert risk.tolist() == pytest.approx([0, 0.5, 1 / 3, 0.5])
+    probs = torch.stack([conf, 1 - conf], 1)
+    targets = torch.tensor([0, 1, 0, 1])
+    r = evaluate_predictions(probs, targets)
+    area = (0 + 0.5) / 2 * 0.25 + (0.5 + 1 / 3) / 2 * 0.25 + (1 / 3 + 0.5) / 2 * 0.25
+    assert r["sc/AURC"] == pytest.approx(area / 0.75)
+    assert r["sc/Cov@5Risk"] == pytest.approx(0.25)
+    assert r["sc/Risk@80Cov"] == pytest.approx(0.5)  # k = ceil(3.2) = 4
+
+
+def test_hand_computed_fpr_with_ties():
+    scores = torch.tensor([0.9, 0.8, 0.8, 0.5, 0.4])
+    is_ood = torch.tensor([1, 1, 0, 0, 1]).bool()
+    # 95 % of 3 OOD needs all 3: threshold 0.4 flags both ID samples
+    assert fpr_at_recall(scores, is_ood, 0.95) == 1.0
+    # 2/3 recall is reached at the end of the tie group {0.8, 0.8}: one ID sample flagged
+    assert fpr_at_recall(scores, is_ood, 0.6) == 0.5
+
+
+def test_hand_computed_diversity():
+    probs = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.5, 0.5], [0.5, 0.5]]])
+    r = evaluate_predictions(probs, torch.tensor([0, 0]))
+    assert r["ens/Disagreement"] == pytest.approx(0.5)  # first sample: the 2 members disagree
+    assert r["ens/Entropy"] == pytest.approx(math.log(2) / 2)  # expected entropy
+    assert r["ens/MI"] == pytest.approx(math.log(2) / 2)  # first: log 2 - 0; second: 0
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+def test_ece_of_calibrated_predictor_tends_to_zero():
+    g = torch.Generator().manual_seed(0)
+    values = []
+    for n in (1_000, 100_000):
+        conf = 0.5 + 0.5 * torch.rand(n, generator=g, dtype=torch.float64)
+        correct = torch.rand(n, generator=g, dtype=torch.float64) < conf
+        targets = torch.where(correct, 0, 1)
+        probs = torch.stack([conf, 1 - conf], 1)
+        values.append(evaluate_predictions(probs, targets)["cal/ECE"])
+    assert values[1] < values[0] and values[1] < 0.01
+
+
+def test_aurc_of_perfect_ranking_is_minimal():
+    probs, targets, _ = random_fixture(5, 1, n=300)
+    mean = probs[:, 0]
+    correct = mean.argmax(-1) == targets
+    # same predictions, confidence re-ordered so every right answer outranks every wrong one
+    conf = torch.where(correct, 0.99, 0.5) - 1e-4 * torch.rand(300, dtype=torch.float64)
+    perfect = torch.zeros_like(mean, dtype=torch.float64)
+    perfect[torch.arange(300), mean.argmax(-1)] = conf
+    perfect += ((1 - conf) / 9)[:, None] * (perfect == 0)
+    r_perfect = evaluate_predictions(perfect, targets)
+    r_model = evaluate_predictions(mean, targets)
+    assert r_perfect["cls/Acc"] == pytest.approx(r_model["cls/Acc"])
+    assert r_perfect["sc/AURC"] < r_model["sc/AURC"]
+    e = 1 - r_model["cls/Acc"]  # AURC of the oracle, in closed form for this definition
+    n = 300
+    risks = np.maximum(0, np.arange(1, n + 1) - round((1 - e) * n)) / np.arange(1, n + 1)
+    oracle = np.sum((risks[1:] + risks[:-1]) / 2) / n / (1 - 1 / n)
+    assert r_perfect["sc/AURC"] == pytest.approx(oracle)
+
+
+def test_diversity_bounds_and_batching_invariance():
+    probs, targets, ood = random_fixture(7, 5, n=1000)
+    whole = evaluate_predictions(probs, targets, ood)
+    assert 0 <= whole["ens/Disagreement"] <= 1 and whole["ens/MI"] >= 0
+    assert whole["ood/ens_MI"] >= 0
+    streamed = UncertaintyMetrics(10, ensemble=True, ood=True)
+    for chunk in range(0, 1000, 128):
+        streamed.update(probs[chunk : chunk + 128], targets[chunk : chunk + 128])
+    for chunk in range(0, 500, 77):
+        streamed.update_ood(ood[chunk : chunk + 77])
+    batched = streamed.compute()
+    for key, value in whole.items():
+        assert batched[key] == pytest.approx(value, abs=1e-9, nan_ok=True), key
+    streamed.reset()
+    streamed.update(probs[:10], targets[:10])
+    streamed.update_ood(ood[:10])
+    assert (
+        streamed.compute()["cls/Acc"] == evaluate_predictions(probs[:10], targets[:10])["cls/Acc"]
+    )
+
+
+def test_aece_splits_like_tensor_split():
+    conf = torch.linspace(0.1, 1.0, 17, dtype=torch.float64)
+    correct = (torch.arange(17) % 3 == 0).double()
+    assert float(adaptive_calibration_error(conf, correct, 15)) == pytest.approx(
+        np_aece(conf.numpy(), correct.numpy())
+    )
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("probs", "targets", "match"),
+    [
+        (torch.tensor([[0.5, float("nan")]]), torch.tensor([0]), "NaN or inf"),
+        (torch.tensor([[1.5, -0.5]]), torch.tensor([0]), "negative"),
+        (torch.tensor([[0.6, 0.6]]), torch.tensor([0]), "sum to 1"),
+        (torch.tensor([[2.0, 1.0]]), torch.tensor([0]), "softmax"),
+        (torch.empty(0, 3), torch.tensor([], dtype=torch.long), "empty"),
+        (torch.tensor([0.5, 0.5]), torch.tensor([0]), "shape"),
+        (torch.tensor([[0.5, 0.5]]), torch.tensor([0, 1]), "targets must be"),
+        (torch.tensor([[0.5, 0.5], [0.5, 0.5]]), torch.tensor([0, 2]), "lie in"),
+        (torch.tensor([[0.5, 0.5]]), torch.tensor([0]), "N >= 2"),
+    ],
+)
+def test_bad_inputs_raise_value_errors(probs, targets, match):
+    with pytest.raises(ValueError, match=match):
+        evaluate_predictions(probs, targets)
+
+
+def test_bad_ood_inputs():
+    probs, targets, _ = random_fixture(0, 2, n=20)
+    with pytest.raises(ValueError, match="M >= 2"):
+        evaluate_predictions(probs, targets, torch.full((5, 10), 0.1))
+    with pytest.raises(ValueError, match="classes"):
+        evaluate_predictions(probs, targets, torch.full((5, 2, 5), 0.2))
+
+
+# --- grouping loss --------------------------------------------------------------------------------
+
+
+def grouping_fixture(n=4000, seed=0):
+    """A calibrated-on-average predictor whose errors depend on a hidden feature: confidence 0.75
+    everywhere, but right 100 % of the time when feature > 0 and 50 % otherwise."""
+    g = torch.Generator().manual_seed(seed)
+    feature = torch.randn(n, 3, generator=g)
+    right = torch.where(
+        feature[:, 0] > 0, torch.ones(n), (torch.rand(n, generator=g) < 0.5).float()
+    )
+    targets = torch.where(right.bool(), 0, 1)
+    probs = torch.tensor([0.75, 0.25]).expand(n, 2)
+    return probs, targets, feature
+
+
+def test_grouping_loss_sees_hidden_heterogeneity_and_is_deterministic():
+    probs, targets, feature = grouping_fixture()
+    ece = evaluate_predictions(probs, targets)["cal/ECE"]
+    gl = grouping_loss(probs, targets, feature, random_state=0)
+    assert set(gl) == {"GL", "GL_uncorrected", "GL_bias", "GL_induced"}
+    assert ece < 0.03  # calibrated on average...
+    # ...but not within groups: the true posterior Q is 1 or 0.5 around the confidence 0.75.
+    # GLest uses the two-class Brier score, 2 (p - y)^2, so GL = 2 E[(Q - 0.75)^2] = 0.125
+    assert gl["GL"] == pytest.approx(0.125, abs=0.02)
+    assert gl["GL"] == pytest.approx(gl["GL_uncorrected"] - gl["GL_bias"] - gl["GL_induced"])
+    assert grouping_loss(probs, targets, feature, random_state=0) == gl
+    noise = torch.randn_like(feature)
+    assert abs(grouping_loss(probs, targets, noise, random_state=0)["GL"]) < 0.01
+
+
+def test_grouping_loss_for_ensembles_and_errors():
+    probs, targets, _ = random_fixture(1, 3, n=800)
+    feats = torch.randn(800, 3, 6)
+    gl = grouping_loss(probs, targets, feats, random_state=1)
+    assert gl == grouping_loss(probs, targets, feats, random_state=1)
+    with pytest.raises(ValueError, match="features"):
+        grouping_loss(probs, targets, torch.randn(10, 6))
+    right = probs.mean(1).argmax(-1)
+    with pytest.raises(ValueError, match="right and wrong"):
+        grouping_loss(probs, right, feats)

@@ -1,0 +1,78 @@
+"""Out-of-distribution detection: ID test set vs OOD set, scored by s = -confidence.
+
+OOD is the positive class. AUROC and average precision come from torchmetrics
+(``BinaryAUROC``, ``BinaryAveragePrecision``); FPR at 95 % recall is written here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+from torchmetrics.utilities.data import dim_zero_cat
+
+
+def fpr_at_recall(scores: Tensor, is_ood: Tensor, recall_level: float = 0.95) -> float:
+    """Fraction of ID samples flagged at the first threshold that detects ``recall_level`` of OOD.
+
+    Scores are scanned in descending order; thresholds sit only at the ends of groups of tied
+    scores (a threshold cannot split a tie).
+
+    Args:
+        scores: (N,) OOD scores, higher = more OOD.
+        is_ood: (N,) bool, True for OOD samples.
+    """
+    is_ood = is_ood.bool()
+    n_pos, n_neg = int(is_ood.sum()), int((~is_ood).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"FPR needs both ID and OOD samples, got {n_neg} ID and {n_pos} OOD.")
+    order = torch.sort(scores, descending=True, stable=True).indices
+    sorted_scores, sorted_ood = scores[order], is_ood[order]
+    ends = torch.cat(
+        [
+            torch.nonzero(sorted_scores[1:] != sorted_scores[:-1]).flatten(),
+            torch.tensor([scores.numel() - 1], device=scores.device),
+        ]
+    )
+    true_pos = sorted_ood.cumsum(0)[ends]
+    false_pos = ends + 1 - true_pos
+    first = torch.nonzero(true_pos / n_pos >= recall_level).flatten()[0]
+    return float(false_pos[first]) / n_neg
+
+
+class OODDetection(Metric):
+    """Streaming AUROC, AUPR (average precision) and FPR95 of ID vs OOD.
+
+    ``update(conf, is_ood)`` takes top-label confidences (N,) of either set; the score is
+    ``-conf``. AUROC and AUPR use torchmetrics' exact (threshold-free) binary implementations.
+    """
+
+    is_differentiable = False
+    higher_is_better = None
+    full_state_update = False
+
+    def __init__(self, recall_level: float = 0.95, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0 < recall_level <= 1:
+            raise ValueError(f"recall_level must be in (0, 1], got {recall_level}.")
+        self.recall_level = recall_level
+        self.add_state("conf", [], dist_reduce_fx="cat")
+        self.add_state("is_ood", [], dist_reduce_fx="cat")
+
+    def update(self, conf: Tensor, is_ood: bool | Tensor) -> None:
+        self.conf.append(conf.double())
+        flags = torch.as_tensor(is_ood, device=conf.device).bool().expand(conf.shape[0])
+        self.is_ood.append(flags.long())
+
+    def compute(self) -> dict[str, float]:
+        conf, is_ood = dim_zero_cat(self.conf), dim_zero_cat(self.is_ood)
+        # 1 - conf is in [0, 1] (torchmetrics would squash other scores through a sigmoid) and,
+        # in float64, exact for float32 confidences: it ranks exactly as -conf
+        scores = 1 - conf
+        name = f"FPR{round(self.recall_level * 100):d}"
+        return {
+            "AUROC": float(binary_auroc(scores, is_ood)),
+            "AUPR": float(binary_average_precision(scores, is_ood)),
+            name: fpr_at_recall(scores, is_ood, self.recall_level),
+        }

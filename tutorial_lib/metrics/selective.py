@@ -1,0 +1,98 @@
+"""Selective classification: the risk-coverage curve and its summaries.
+
+Order the samples by confidence, most confident first; the risk at coverage k/N is the error rate
+among the k most confident, ``r_k``. A model that knows when it is wrong has low risk at low
+coverage.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+
+
+def risk_coverage_curve(conf: Tensor, errors: Tensor) -> tuple[Tensor, Tensor]:
+    """Coverages k/N and risks r_k for k = 1..N.
+
+    Args:
+        conf: (N,) confidences (higher = more trusted).
+        errors: (N,) 1.0 where the prediction is wrong.
+
+    Returns:
+        ``coverage`` (N,) and ``risk`` (N,), float64.
+    """
+    n = conf.shape[0]
+    order = torch.sort(conf, descending=True, stable=True).indices
+    k = torch.arange(1, n + 1, dtype=torch.float64, device=conf.device)
+    return k / n, errors[order].double().cumsum(0) / k
+
+
+def _trapezoid_mean(x: Tensor, y: Tensor) -> float:
+    return float(torch.trapezoid(y, x) / (1 - 1 / x.shape[0]))
+
+
+def aurc(coverage: Tensor, risk: Tensor) -> float:
+    """Trapezoidal area under r_k over coverage k/N, k = 1..N, divided by (1 - 1/N)."""
+    return _trapezoid_mean(coverage, risk)
+
+
+def augrc(coverage: Tensor, risk: Tensor) -> float:
+    """The same area for the generalised risk (k/N) r_k (the fraction of silent failures)."""
+    return _trapezoid_mean(coverage, coverage * risk)
+
+
+def coverage_at_risk(coverage: Tensor, risk: Tensor, level: float = 0.05) -> float:
+    """The largest coverage k/N with r_k <= level (NaN if none)."""
+    ok = torch.nonzero(risk <= level).flatten()
+    return float(coverage[ok[-1]]) if ok.numel() else math.nan
+
+
+def risk_at_coverage(coverage: Tensor, risk: Tensor, level: float = 0.8) -> float:
+    """r_k at k = ceil(level * N)."""
+    return float(risk[math.ceil(level * coverage.shape[0]) - 1])
+
+
+class RiskCoverage(Metric):
+    """Streaming AURC, AUGRC, Cov@xRisk and Risk@xCov (stores confidences and errors).
+
+    Args:
+        risk_level: the risk of ``Cov@{risk}Risk`` (0.05 gives ``Cov@5Risk``).
+        coverage_level: the coverage of ``Risk@{cov}Cov`` (0.8 gives ``Risk@80Cov``).
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, risk_level: float = 0.05, coverage_level: float = 0.8, **kwargs) -> None:
+        super().__init__(**kwargs)
+        for arg, value in (("risk_level", risk_level), ("coverage_level", coverage_level)):
+            if not 0 < value <= 1:
+                raise ValueError(f"{arg} must be in (0, 1], got {value}.")
+        self.risk_level, self.coverage_level = risk_level, coverage_level
+        self.add_state("conf", [], dist_reduce_fx="cat")
+        self.add_state("errors", [], dist_reduce_fx="cat")
+
+    def update(self, probs: Tensor, targets: Tensor) -> None:
+        """probs: (N, C) mean probabilities; targets: (N,)."""
+        conf, pred = probs.max(-1)
+        self.conf.append(conf)
+        self.errors.append((pred != targets).to(conf.dtype))
+
+    def compute(self) -> dict[str, float]:
+        conf, errors = dim_zero_cat(self.conf), dim_zero_cat(self.errors)
+        if conf.shape[0] < 2:
+            raise ValueError(f"Risk-coverage metrics need N >= 2 samples, got {conf.shape[0]}.")
+        coverage, risk = risk_coverage_curve(conf, errors)
+        risk_name = f"Cov@{round(self.risk_level * 100):d}Risk"
+        cov_name = f"Risk@{round(self.coverage_level * 100):d}Cov"
+        return {
+            "AURC": aurc(coverage, risk),
+            "AUGRC": augrc(coverage, risk),
+            risk_name: coverage_at_risk(coverage, risk, self.risk_level),
+            cov_name: risk_at_coverage(coverage, risk, self.coverage_level),
+        }

@@ -1,0 +1,181 @@
+"""Diagnostic plots (matplotlib, headless-safe). Every function returns a Figure.
+
+Inputs follow the library's conventions: probabilities ``(N, C)`` or per-member ``(N, M, C)``,
+labels ``(N,)``, images ``(N, 28, 28)`` or ``(N, 1, 28, 28)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from tutorial_lib.metrics.ood import OODDetection
+from tutorial_lib.metrics.selective import aurc, risk_coverage_curve
+from tutorial_lib.metrics.validation import check_probs, check_targets
+
+
+def _mean_probs(probs: Tensor) -> Tensor:
+    return check_probs(probs).mean(1)
+
+
+def reliability_diagram(
+    probs: Tensor, targets: Tensor, n_bins: int = 15, title: str = "Reliability diagram"
+) -> Figure:
+    """Accuracy vs confidence per equal-width bin (with the gap to the diagonal), and the number
+    of samples per bin underneath."""
+    mean = _mean_probs(probs)
+    targets = check_targets(targets, mean.shape[0], mean.shape[1])
+    conf, pred = mean.max(-1)
+    correct = (pred == targets).double()
+    edges = np.linspace(0, 1, n_bins + 1)
+    ids = np.minimum((conf.numpy() * n_bins).astype(int), n_bins - 1)
+    counts = np.bincount(ids, minlength=n_bins)
+    acc = np.bincount(ids, weights=correct.numpy(), minlength=n_bins) / np.maximum(counts, 1)
+    avg_conf = np.bincount(ids, weights=conf.numpy(), minlength=n_bins) / np.maximum(counts, 1)
+    centers, width = (edges[:-1] + edges[1:]) / 2, 1 / n_bins
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    filled = counts > 0
+    top.bar(centers[filled], acc[filled], width, edgecolor="black", label="accuracy")
+    top.bar(centers[filled], (avg_conf - acc)[filled], width, bottom=acc[filled], color="tab:red",
+            alpha=0.35, edgecolor="tab:red", label="gap to confidence")  # fmt: skip
+    top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ece = float(np.sum(counts * np.abs(acc - avg_conf)) / counts.sum())
+    top.set(ylabel="accuracy", ylim=(0, 1), title=f"{title} (ECE {100 * ece:.2f}%)")
+    top.legend(loc="upper left")
+    bottom.bar(centers, counts, width, edgecolor="black", color="tab:gray")
+    bottom.set(
+        xlabel="confidence (max mean probability)", ylabel="samples", yscale="log", xlim=(0, 1)
+    )
+    fig.tight_layout()
+    return fig
+
+
+def risk_coverage_plot(
+    models: Mapping[str, tuple[Tensor, Tensor]], title: str = "Risk-coverage"
+) -> Figure:
+    """Risk-coverage curves of several models on one axis, AURC in the legend.
+
+    Args:
+        models: ``{name: (probs, targets)}``.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, (probs, targets) in models.items():
+        mean = _mean_probs(probs)
+        targets = check_targets(targets, mean.shape[0], mean.shape[1])
+        conf, pred = mean.max(-1)
+        coverage, risk = risk_coverage_curve(conf, (pred != targets).double())
+        ax.plot(
+            coverage * 100, risk * 100, label=f"{name} (AURC {100 * aurc(coverage, risk):.3f}%)"
+        )
+    ax.set(
+        xlabel="coverage (%)", ylabel="risk: error rate among kept (%)", title=title, xlim=(0, 100)
+    )
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def ood_histograms(
+    id_probs: Tensor, ood_probs: Tensor, name: str = "", id_label: str = "MNIST (ID)",
+    ood_label: str = "FashionMNIST (OOD)",
+) -> Figure:  # fmt: skip
+    """Histograms of the confidence on ID and OOD inputs, and the ROC curve of OOD detection."""
+    id_conf = _mean_probs(id_probs).max(-1).values
+    ood_conf = _mean_probs(ood_probs).max(-1).values
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    bins = np.linspace(0, 1, 41)
+    left.hist(id_conf.numpy(), bins, alpha=0.6, label=id_label, density=True)
+    left.hist(ood_conf.numpy(), bins, alpha=0.6, label=ood_label, density=True)
+    left.set(xlabel="confidence (max mean probability)", ylabel="density", yscale="log",
+             title=f"{name} confidence".strip())  # fmt: skip
+    left.legend(loc="upper left")
+    scores = torch.cat([1 - id_conf, 1 - ood_conf])
+    is_ood = torch.cat([torch.zeros_like(id_conf), torch.ones_like(ood_conf)]).bool()
+    order = torch.sort(scores, descending=True, stable=True).indices
+    tpr = torch.cat([torch.zeros(1), is_ood[order].double().cumsum(0) / is_ood.sum()])
+    fpr = torch.cat([torch.zeros(1), (~is_ood[order]).double().cumsum(0) / (~is_ood).sum()])
+    detection = OODDetection()
+    detection.update(id_conf, False)
+    detection.update(ood_conf, True)
+    auroc = detection.compute()["AUROC"]
+    right.plot(fpr.numpy(), tpr.numpy(), label=f"AUROC {100 * auroc:.2f}%")
+    right.plot([0, 1], [0, 1], "k--", lw=1)
+    right.set(xlabel="false positive rate (ID flagged)", ylabel="true positive rate (OOD caught)",
+              title="ROC: OOD = positive, score = -confidence")  # fmt: skip
+    right.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def error_gallery(
+    images: Tensor,
+    probs: Tensor,
+    targets: Tensor,
+    class_names: Sequence[str] | None = None,
+    max_images: int = 8,
+) -> Figure:
+    """Misclassified images, the most confident errors first, each with the ensemble's
+    prediction and every member's predicted class and confidence underneath."""
+    per_member = check_probs(probs)
+    mean = per_member.mean(1)
+    targets = check_targets(targets, mean.shape[0], mean.shape[1])
+    conf, pred = mean.max(-1)
+    wrong = torch.nonzero(pred != targets).flatten()
+    wrong = wrong[torch.argsort(conf[wrong], descending=True)][:max_images]
+    names = class_names or [str(c) for c in range(mean.shape[1])]
+    cols = max(1, min(4, wrong.numel()))
+    rows = max(1, -(-wrong.numel() // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    if wrong.numel() == 0:
+        axes[0, 0].text(0.5, 0.5, "no errors", ha="center", va="center")
+    imgs = images.reshape(images.shape[0], 28, 28).float().cpu()
+    for ax, i in zip(axes.flat, wrong.tolist(), strict=False):
+        ax.imshow(imgs[i].numpy(), cmap="gray")
+        member_lines = [
+            f"m{m}: {names[int(p.argmax())]} {100 * float(p.max()):.0f}%"
+            for m, p in enumerate(per_member[i])
+        ]
+        ax.set_title(
+            f"true {names[int(targets[i])]}, pred {names[int(pred[i])]} "
+            f"({100 * float(conf[i]):.0f}%)",
+            fontsize=9,
+        )
+        ax.text(0.5, -0.04, "\n".join(member_lines), transform=ax.transAxes, ha="center",
+                va="top", fontsize=8, family="monospace")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def disagreement_matrix(probs: Tensor, title: str = "Pairwise disagreement") -> Figure:
+    """Heat map of the fraction of inputs on which members i and j predict different classes.
+
+    Args:
+        probs: (N, M, C) per-member probabilities, M >= 2.
+    """
+    per_member = check_probs(probs)
+    m = per_member.shape[1]
+    if m < 2:
+        raise ValueError(f"disagreement_matrix needs M >= 2 members, got {m}.")
+    preds = per_member.argmax(-1)  # (N, M)
+    matrix = (preds[:, :, None] != preds[:, None, :]).double().mean(0).numpy()
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * m, 0.8 + 0.6 * m))
+    image = ax.imshow(matrix, cmap="viridis")
+    for i in range(m):
+        for j in range(m):
+            ax.text(j, i, f"{100 * matrix[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if matrix[i, j] < matrix.max() / 2 else "black")  # fmt: skip
+    ax.set(xticks=range(m), yticks=range(m), xlabel="member", ylabel="member", title=title)
+    fig.colorbar(image, ax=ax, label="disagreement (%)", format=lambda x, _: f"{100 * x:.0f}")
+    fig.tight_layout()
+    return fig
