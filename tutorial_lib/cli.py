@@ -1,29 +1,135 @@
-"""The ``tutorial-lib`` command."""
+"""The ``tutorial-lib`` command (also ``python -m tutorial_lib``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from tutorial_lib import __version__
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="data root (default: $TUTORIAL_DATA_DIR or ./data)")
+    parser.add_argument(
+        "--mirror",
+        help="offline mirror holding MNIST/raw/*.gz and FashionMNIST/raw/*.gz "
+        "(default: $TUTORIAL_DATA_MIRROR; without one, files are downloaded)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--accelerator", choices=["auto", "cpu", "gpu", "mps"], default="auto",
+        help="device; 'gpu' on a machine without one falls back to the CPU (default: auto)",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``tutorial-lib`` and its sub-commands."""
+    from tutorial_lib.experiment import MODELS, PROFILES
+    from tutorial_lib.recipes import RECIPES
+
     parser = argparse.ArgumentParser(
         prog="tutorial-lib",
         description="Course 'From Deep Ensembles to Packed-Ensembles': library commands.",
     )
     parser.add_argument("--version", action="version", version=f"tutorial-lib {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    compare = commands.add_parser(
+        "compare",
+        help="train LeNet, a deep ensemble and a Packed-Ensemble, test them on MNIST vs "
+        "FashionMNIST, and print the comparison",
+        description="Reproduce the reference experiment end to end: train each model, test it "
+        "on MNIST test (ID) and FashionMNIST test (OOD), print the side-by-side comparison and "
+        "write results.json, comparison.md, PNG plots and TensorBoard logs under --out.",
+    )
+    compare.add_argument(
+        "--models", nargs="+", choices=MODELS, default=list(MODELS),
+        help=f"models to compare (default: all of {', '.join(MODELS)})",
+    )  # fmt: skip
+    compare.add_argument("--members", type=_positive_int, default=2,
+                         help="deep-ensemble members (default: 2, as the reference)")  # fmt: skip
+    compare.add_argument("--alpha", type=_positive_float, default=2,
+                         help="Packed-Ensemble width factor (default: 2)")  # fmt: skip
+    compare.add_argument("--num-estimators", type=_positive_int, default=4,
+                         help="Packed-Ensemble members M (default: 4)")  # fmt: skip
+    compare.add_argument("--gamma", type=_positive_int, default=1,
+                         help="Packed-Ensemble groups per member (default: 1)")  # fmt: skip
+    compare.add_argument("--epochs", type=_positive_int, default=3,
+                         help="training epochs (default: 3, as the reference)")  # fmt: skip
+    compare.add_argument("--batch-size", type=_positive_int, default=512,
+                         help="training batch size (default: 512)")  # fmt: skip
+    compare.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                         help="optimisation recipe (default: default)")  # fmt: skip
+    compare.add_argument(
+        "--profile", choices=list(PROFILES), default="full",
+        help="full: all data, --epochs epochs; quick: 2,048 training and 2,000 test images, "
+        "1 epoch, for smoke tests (default: full)",
+    )  # fmt: skip
+    compare.add_argument("--grouping-loss", action="store_true",
+                         help="also estimate each model's grouping loss")  # fmt: skip
+    compare.add_argument("--out", default="outputs/compare",
+                         help="output folder (default: outputs/compare)")  # fmt: skip
+    _add_data_options(compare)
     return parser
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from tutorial_lib import report
+    from tutorial_lib.experiment import CompareConfig, describe_outputs, run_comparison
+
+    config = CompareConfig(
+        models=tuple(args.models), members=args.members, alpha=args.alpha,
+        num_estimators=args.num_estimators, gamma=args.gamma, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, recipe=args.recipe, data_dir=args.data_dir,
+        mirror=args.mirror, out=args.out, profile=args.profile,
+        accelerator=None if args.accelerator == "auto" else args.accelerator,
+        grouping_loss=args.grouping_loss,
+    )  # fmt: skip
+    results = run_comparison(config)
+    report.show(results["table"])
+    for name, r in results["models"].items():
+        print(f"{name}: fit {r['fit_s']:.1f} s ({r['train_images_per_s']:,.0f} images/s), "
+              f"test {r['test_s']:.1f} s")  # fmt: skip
+    print(f"Total: {results['total_s']:.1f} s")
+    print(describe_outputs(args.out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
+    """Entry point; returns the process exit code (0 ok, 1 failed, 2 bad usage)."""
+    from tutorial_lib.data import DataError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0
-    return 0
+    handlers = {"compare": _compare}
+    start = time.perf_counter()
+    try:
+        return handlers[args.command](args)
+    except DataError as err:
+        print(f"tutorial-lib {args.command}: data problem: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:
+        print(f"tutorial-lib {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tutorial-lib {args.command}: interrupted after {time.perf_counter() - start:.0f} s",
+              file=sys.stderr)  # fmt: skip
+        return 130

@@ -288,8 +288,9 @@ def torchvision_dataset(
 
 
 def normalize(images: Tensor) -> Tensor:
-    """uint8 images (B, 28, 28) -> float32 (B, 1, 28, 28), scaled to [0, 1] and standardised."""
-    return (images.unsqueeze(1).float() / 255.0 - MNIST_MEAN) / MNIST_STD
+    """uint8 images (B, 28, 28) -> float32 (B, 1, 28, 28): ``(x / 255 - mean) / std``."""
+    out = images.unsqueeze(1).to(torch.float32)  # a new tensor: the in-place ops below are safe
+    return out.mul_(1 / (255.0 * MNIST_STD)).sub_(MNIST_MEAN / MNIST_STD)
 
 
 def random_crop(images: Tensor, offsets: Tensor, padding: int = CROP_PADDING) -> Tensor:
@@ -304,10 +305,11 @@ def random_crop(images: Tensor, offsets: Tensor, padding: int = CROP_PADDING) ->
     """
     b, h, w = images.shape
     padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+    width = w + 2 * padding
     rows = offsets[:, 0, None] + torch.arange(h, device=images.device)  # (B, H)
     cols = offsets[:, 1, None] + torch.arange(w, device=images.device)  # (B, W)
-    batch = torch.arange(b, device=images.device)[:, None, None]
-    return padded[batch, rows[:, :, None], cols[:, None, :]]
+    flat = (rows[:, :, None] * width + cols[:, None, :]).reshape(b, h * w)
+    return padded.reshape(b, -1).gather(1, flat).reshape(b, h, w)
 
 
 class TensorBatchLoader:
@@ -430,7 +432,6 @@ class MNISTDataModule(L.LightningDataModule):
         self.augment, self.seed = augment, seed
         self.train_subset, self.eval_subset = train_subset, eval_subset
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
-        self._train_loader: TensorBatchLoader | None = None
 
     def prepare_data(self) -> None:
         """Fetch (copy or download) and verify the raw files; decode them into the cache."""
@@ -467,14 +468,13 @@ class MNISTDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatchLoader:
-        # one loader for the whole fit, so that each epoch draws a fresh permutation
-        if self._train_loader is None:
-            rank, world = self._shard()
-            self._train_loader = TensorBatchLoader(
-                *self.splits["train"], self.batch_size, shuffle=True, augment=self.augment,
-                seed=self.seed, rank=rank, world_size=world,
-            )  # fmt: skip
-        return self._train_loader
+        # Lightning asks once per fit; the loader draws a fresh permutation each epoch, and a new
+        # fit starts again from epoch 0 (so two fits with the same seed see the same batches)
+        rank, world = self._shard()
+        return TensorBatchLoader(
+            *self.splits["train"], self.batch_size, shuffle=True, augment=self.augment,
+            seed=self.seed, rank=rank, world_size=world,
+        )  # fmt: skip
 
     def val_dataloader(self) -> TensorBatchLoader:
         return self._eval_loader("test")

@@ -96,8 +96,8 @@ class MetricTable:
             name: v for name, col in self.columns.items()
             if (v := col.get(key)) is not None and not math.isnan(v)
         }  # fmt: skip
-        if direction is None or len(self.columns) < 2 or len(values) < 2:
-            return None
+        if direction is None or len(self.columns) < 2 or len(set(values.values())) < 2:
+            return None  # nothing to compare, or all equal
         pick = max if direction else min
         return pick(values, key=values.get)
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
+import warnings
+from typing import Any
+
+import lightning as L
+import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _tuned = False
@@ -37,3 +43,116 @@ def tune_cpu_allocator() -> bool:
         mallopt(_M_MMAP_THRESHOLD, 32 << 20)
     )
     return _tuned
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python, NumPy and PyTorch (every device) in one call; returns the seed.
+
+    The course seeds through this function only, so a notebook run with the same seed on the
+    same machine gives the same numbers.
+    """
+    import lightning as L
+
+    return L.seed_everything(seed, workers=True, verbose=False)
+
+
+def available_accelerator() -> str:
+    """``"cuda"`` when a CUDA GPU is usable, else ``"mps"`` on Apple silicon, else ``"cpu"``."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+_GPU_NAMES = {"gpu", "cuda", "mps"}
+
+
+def _choose_accelerator(requested: str | None) -> str:
+    """The accelerator to use for a request: ``None``/``"auto"`` picks the best available; a GPU
+    request on a machine without one falls back to the CPU with one warning."""
+    have = available_accelerator()
+    if requested in (None, "auto"):
+        return have
+    if requested in _GPU_NAMES and have == "cpu":
+        warnings.warn(
+            f"accelerator={requested!r} was requested but this machine has no GPU: training on "
+            "the CPU instead (slower, same results). On Colab, choose Runtime > Change runtime "
+            "type > GPU.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return "cpu"
+    if requested == "gpu":
+        return have
+    return requested
+
+
+class ChannelsLast(L.Callback):
+    """On the CPU, keep convolution weights in channels-last memory format (oneDNN's fast path:
+    a LeNet step takes ~16 ms instead of ~20 ms on the course's machine). Outputs are the same."""
+
+    def _convert(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.strategy.root_device.type == "cpu":
+            pl_module.to(memory_format=torch.channels_last)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._convert(trainer, pl_module)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._convert(trainer, pl_module)
+
+
+def make_trainer(
+    max_epochs: int,
+    name: str = "default",
+    log_dir: str | os.PathLike = "lightning_logs",
+    **overrides: Any,
+) -> L.Trainer:
+    """A Lightning Trainer that runs anywhere, logging to ``<log_dir>/<name>/version_N``.
+
+    - accelerator: the best one the machine has (CUDA, Apple MPS, CPU); ``accelerator="gpu"`` on
+      a machine without a GPU falls back to the CPU with one warning instead of failing;
+    - TensorBoard logger, learning rate logged every step, a progress bar that renders in a
+      terminal and in a notebook;
+    - no checkpoints, no sanity validation and no model summary by default (the course's models
+      train in seconds; pass ``enable_checkpointing=True`` etc. to get them back);
+    - on the CPU, the allocator tuning of :func:`tune_cpu_allocator` and channels-last weights.
+
+    Args:
+        max_epochs: number of training epochs.
+        name: run name: the logs go to ``<log_dir>/<name>/version_N``.
+        log_dir: root folder of the TensorBoard logs.
+        overrides: any other ``lightning.Trainer`` argument (``devices``, ``strategy``,
+            ``logger=False``, ``callbacks``, ...).
+    """
+    from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if max_epochs < 1:
+        raise ValueError(f"max_epochs must be >= 1, got {max_epochs}.")
+    accelerator = _choose_accelerator(overrides.pop("accelerator", None))
+    if accelerator == "cpu":
+        tune_cpu_allocator()
+    logger = overrides.pop("logger", None)
+    if logger is None:
+        logger = TensorBoardLogger(save_dir=str(log_dir), name=name, default_hp_metric=False)
+    callbacks: list[L.Callback] = [ChannelsLast()]
+    if overrides.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    callbacks += list(overrides.pop("callbacks", []))
+    settings: dict[str, Any] = {
+        "max_epochs": max_epochs,
+        "accelerator": accelerator,
+        "devices": 1,
+        "logger": logger,
+        "callbacks": callbacks,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "log_every_n_steps": 1,
+    }
+    settings.update(overrides)
+    return L.Trainer(**settings)

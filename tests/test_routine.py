@@ -1,0 +1,177 @@
+"""Routine, recipes and trainer: end-to-end on a few hundred images, TensorBoard, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tutorial_lib import recipes, trainer
+from tutorial_lib.data import MNISTDataModule
+from tutorial_lib.ensembles import RepeatTarget
+from tutorial_lib.models import LeNet, PackedLeNet
+from tutorial_lib.routine import ClassificationRoutine
+from tutorial_lib.trainer import make_trainer, seed_everything
+
+
+@pytest.fixture
+def small_data(real_root):
+    return MNISTDataModule(real_root, os.devnull, batch_size=128, eval_batch_size=256,
+                           train_subset=512, eval_subset=300)  # fmt: skip
+
+
+def test_fit_and_test_end_to_end_with_tensorboard(small_data, tmp_path):
+    seed_everything(0)
+    routine = ClassificationRoutine(PackedLeNet(1, 10, 2, 4), 10, is_ensemble=True,
+                                    format_batch_fn=RepeatTarget(4), eval_ood=True,
+                                    eval_grouping_loss=True, name="packed")  # fmt: skip
+    tr = make_trainer(2, "packed", log_dir=tmp_path, enable_progress_bar=False)
+    tr.fit(routine, small_data)
+    tr.test(routine, small_data, verbose=False)
+    results = routine.test_results
+    assert 0.2 < results["cls/Acc"] <= 1  # 2 tiny epochs: better than chance
+    for key in ("cal/ECE", "sc/AURC", "ood/AUROC", "ens/MI", "ood/ens_MI", "cal/GL"):
+        assert key in results
+    assert results["cplx/params"] == 45_672
+    kept = routine.test_predictions
+    assert kept["probs"].shape == (300, 4, 10) and kept["ood_probs"].shape == (300, 4, 10)
+    assert kept["features"].shape == (300, 4, 42) and kept["targets"].shape == (300,)
+
+    version = tmp_path / "packed" / "version_0"
+    events = EventAccumulator(str(version), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "lr-AdamW", "val/Acc", "val/NLL", "val/ECE"} <= scalars
+    assert {"test/cls/Acc", "test/ood/AUROC", "test/cal/ECE"} <= scalars
+    assert len(events.Scalars("train/loss")) == 2 * 4  # every step: 4 batches x 2 epochs
+    assert len(events.Scalars("val/Acc")) == 2  # every epoch
+    assert "test/reliability_diagram" in events.Tags()["images"]
+    assert "recipe: default" in (version / "hparams.yaml").read_text()
+
+
+def test_single_model_refuses_ensemble_output_and_extra_loader(small_data):
+    small_data.prepare_data()
+    small_data.setup()
+    routine = ClassificationRoutine(PackedLeNet(1, 10, 2, 2), 10, eval_ood=False)
+    tr = make_trainer(1, logger=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="is_ensemble=True"):
+        tr.test(routine, small_data.val_dataloader(), verbose=False)
+    routine = ClassificationRoutine(LeNet(), 10, eval_ood=False)
+    with pytest.raises(ValueError, match="eval_ood=True"):
+        tr.test(routine, small_data.test_dataloader(), verbose=False)
+    with pytest.raises(ValueError, match="feats_forward"):
+        ClassificationRoutine(torch.nn.Linear(784, 10), 10, eval_grouping_loss=True)
+
+
+def test_reference_scheduler_key_is_applied_with_one_warning(small_data, monkeypatch):
+    monkeypatch.setattr(recipes, "_warned_scheduler_key", False)
+    model = LeNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)
+    routine = ClassificationRoutine(model, 10, optim_recipe={"optimizer": optimizer,
+                                                            "scheduler": scheduler})  # fmt: skip
+    with pytest.warns(UserWarning, match="Lightning only reads 'lr_scheduler'"):
+        make_trainer(2, logger=False, enable_progress_bar=False,
+                     limit_val_batches=0).fit(routine, small_data)  # fmt: skip
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1**2)  # it decayed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second time: no warning
+        recipes.normalize_recipe({"optimizer": optimizer, "scheduler": scheduler})
+
+
+def test_recipe_resolution_and_errors():
+    model = LeNet()
+    default = recipes.resolve_recipe(None, model, 100)
+    assert isinstance(default["optimizer"], torch.optim.AdamW)
+    assert default["lr_scheduler"]["interval"] == "step"
+    reference = recipes.resolve_recipe("reference", model, 100, lr_mult=2)
+    assert reference["optimizer"].param_groups[0]["lr"] == pytest.approx(0.1)
+    custom = recipes.resolve_recipe(
+        lambda m, n: {"optimizer": torch.optim.SGD(m.parameters(), 0.1)}, model, 1
+    )
+    assert isinstance(custom["optimizer"], torch.optim.SGD)
+    with pytest.raises(ValueError, match="Unknown recipe"):
+        recipes.resolve_recipe("fast", model, 1)
+    with pytest.raises(ValueError, match="'optimizer'"):
+        recipes.normalize_recipe({"lr_scheduler": None})
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    with pytest.raises(ValueError, match="keep one"):
+        recipes.normalize_recipe({"optimizer": opt, "scheduler": 1, "lr_scheduler": 2})
+
+
+def test_gpu_request_falls_back_to_cpu_with_one_warning(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="no GPU") as record:
+        tr = make_trainer(1, accelerator="gpu", logger=False, enable_progress_bar=False)
+    assert len([w for w in record if "no GPU" in str(w.message)]) == 1
+    assert tr.strategy.root_device.type == "cpu"
+    assert trainer.available_accelerator() == "cpu"
+    with pytest.raises(ValueError, match="max_epochs"):
+        make_trainer(0)
+
+
+def test_seeding_makes_runs_identical(small_data):
+    def run():
+        seed_everything(3)
+        routine = ClassificationRoutine(LeNet(), 10, verbose=False)
+        make_trainer(1, logger=False, enable_progress_bar=False, limit_val_batches=0).fit(
+            routine, small_data
+        )
+        return torch.cat([p.detach().flatten() for p in routine.model.parameters()])
+
+    assert torch.equal(run(), run())
+
+
+DDP_SCRIPT = """
+import json, os, sys
+import torch
+from tutorial_lib.data import MNISTDataModule
+from tutorial_lib.ensembles import RepeatTarget
+from tutorial_lib.models import PackedLeNet
+from tutorial_lib.routine import ClassificationRoutine
+from tutorial_lib.trainer import make_trainer, seed_everything
+
+root, out = sys.argv[1], sys.argv[2]
+seed_everything(0)
+model = PackedLeNet(1, 10, 2, 2)
+dm = MNISTDataModule(root, os.devnull, eval_batch_size=128, train_subset=256, eval_subset=1001)
+routine = ClassificationRoutine(model, 10, is_ensemble=True, format_batch_fn=RepeatTarget(2),
+                                eval_ood=True, verbose=False)
+tr = make_trainer(1, logger=False, enable_progress_bar=False, accelerator="cpu", devices=2,
+                  strategy="ddp", limit_val_batches=0)
+tr.fit(routine, dm)
+tr.test(routine, dm, verbose=False)
+if tr.is_global_zero:
+    torch.save(routine.model.state_dict(), out + ".pt")
+    with open(out, "w") as f:
+        n = len(routine.test_predictions["targets"])
+        json.dump({"results": routine.test_results, "n": n}, f)
+"""
+
+
+def test_ddp_metrics_equal_single_process(real_root, tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    out = tmp_path / "ddp.json"
+    env = dict(os.environ, PL_DISABLE_FORK="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(script), str(real_root), str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads(out.read_text())
+    assert ddp["n"] == 1001  # every test image once: no padding, no double counting
+
+    model = PackedLeNet(1, 10, 2, 2)
+    model.load_state_dict(torch.load(str(out) + ".pt", weights_only=True))
+    dm = MNISTDataModule(real_root, os.devnull, eval_batch_size=128, eval_subset=1001)
+    routine = ClassificationRoutine(model, 10, is_ensemble=True, eval_ood=True, verbose=False)
+    make_trainer(1, logger=False, enable_progress_bar=False).test(routine, dm, verbose=False)
+    for key, value in routine.test_results.items():
+        assert ddp["results"][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key

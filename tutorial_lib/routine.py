@@ -1,0 +1,235 @@
+"""ClassificationRoutine: the science of training and evaluating a classifier or an ensemble.
+
+The routine holds the model, the loss, the optimisation recipe and the metrics; the Trainer
+(:func:`tutorial_lib.trainer.make_trainer`) holds the engineering (devices, logging). The
+argument names follow the reference library's routine, so the course code reads the same.
+
+Evaluation: ``trainer.test(routine, dataloaders=[id_loader, ood_loader])`` (or a datamodule whose
+``test_dataloader`` returns that list) computes every metric of :mod:`tutorial_lib.metrics`,
+prints the report, logs it to TensorBoard with a reliability diagram, and keeps
+
+- ``routine.test_results``: the flat ``{key: value}`` dict of metrics;
+- ``routine.test_predictions``: ``probs`` (N, M, C), ``targets`` (N,), ``ood_probs`` (N', M, C)
+  and, with ``eval_grouping_loss``, ``features`` (N, M, F), all on the CPU, so that notebooks
+  plot without running inference again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+from torch import Tensor, nn
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+from torchmetrics.utilities.data import dim_zero_cat
+
+from tutorial_lib import report
+from tutorial_lib.metrics import UncertaintyMetrics, complexity, grouping_loss
+from tutorial_lib.metrics.classification import NegativeLogLikelihood
+from tutorial_lib.recipes import Recipe, resolve_recipe
+
+
+class PredictionStore(Metric):
+    """Keeps the test predictions (synchronised across processes like any metric state)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("probs", "targets", "features", "ood_probs"):
+            self.add_state(name, [], dist_reduce_fx="cat")
+
+    def update(self, **tensors: Tensor) -> None:
+        for name, value in tensors.items():
+            getattr(self, name).append(value.detach())
+
+    def compute(self) -> dict[str, Tensor]:
+        out = {}
+        for name in ("probs", "targets", "features", "ood_probs"):
+            values = getattr(self, name)
+            if isinstance(values, Tensor) or len(values):
+                out[name] = dim_zero_cat(values).cpu()
+        return out
+
+
+def to_member_probs(logits: Tensor, batch_size: int) -> Tensor:
+    """Estimator-major logits (M*B, C) -> per-member probabilities (B, M, C)."""
+    members = logits.shape[0] // batch_size
+    return logits.float().softmax(-1).reshape(members, batch_size, -1).transpose(0, 1)
+
+
+class ClassificationRoutine(L.LightningModule):
+    """Train and evaluate a classifier, or an ensemble whose outputs are estimator-major.
+
+    Args:
+        model: maps (B, ...) to logits (B, C), or (M*B, C) for an ensemble.
+        num_classes: C.
+        loss: training loss on (logits, targets); cross-entropy by default.
+        optim_recipe: ``"default"``, ``"reference"``, a callable ``(model, total_steps) -> dict``
+            or a dict with ``optimizer`` and ``lr_scheduler`` (the reference's ``scheduler`` key
+            is accepted and applied, with a warning): see :mod:`tutorial_lib.recipes`. ``None``
+            means the default recipe.
+        is_ensemble: the model outputs (M*B, C); compute the diversity metrics.
+        format_batch_fn: applied to ``(inputs, targets)`` before the training loss, e.g.
+            :class:`~tutorial_lib.ensembles.RepeatTarget` for an ensemble.
+        eval_ood: the test's second dataloader is the OOD set.
+        eval_grouping_loss: also estimate the grouping loss (needs ``model.feats_forward``).
+        eval_complexity: add parameter and FLOP counts to the test results.
+        lr_mult: learning-rate multiplier passed to named recipes (see :mod:`tutorial_lib.recipes`).
+        name: the model's name in reports.
+        verbose: print the report at the end of ``trainer.test``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        loss: nn.Module | None = None,
+        optim_recipe: str | Recipe | dict[str, Any] | None = None,
+        is_ensemble: bool = False,
+        format_batch_fn: Callable[[tuple[Tensor, Tensor]], tuple[Tensor, Tensor]] | None = None,
+        eval_ood: bool = False,
+        eval_grouping_loss: bool = False,
+        eval_complexity: bool = True,
+        lr_mult: float = 1.0,
+        name: str | None = None,
+        verbose: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+        if eval_grouping_loss and not hasattr(model, "feats_forward"):
+            raise ValueError("eval_grouping_loss needs a model with a feats_forward method.")
+        self.model = model
+        self.num_classes = num_classes
+        self.loss = loss if loss is not None else nn.CrossEntropyLoss()
+        self.optim_recipe = optim_recipe
+        self.is_ensemble, self.format_batch_fn = is_ensemble, format_batch_fn
+        self.eval_ood, self.eval_grouping_loss = eval_ood, eval_grouping_loss
+        self.eval_complexity, self.lr_mult = eval_complexity, lr_mult
+        self.name = name or type(model).__name__
+        self.verbose = verbose
+        recipe_name = optim_recipe if isinstance(optim_recipe, str) else None
+        self.save_hyperparameters(
+            {
+                "model": type(model).__name__,
+                "params": sum(p.numel() for p in model.parameters()),
+                "num_classes": num_classes,
+                "is_ensemble": is_ensemble,
+                "recipe": recipe_name or ("default" if optim_recipe is None else "custom"),
+                "lr_mult": lr_mult,
+                "eval_ood": eval_ood,
+                "eval_grouping_loss": eval_grouping_loss,
+            }
+        )
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_nll = NegativeLogLikelihood()
+        self.val_ece = MulticlassCalibrationError(num_classes, n_bins=15)
+        self.test_metrics = UncertaintyMetrics(num_classes, ensemble=is_ensemble, ood=eval_ood)
+        self.store = PredictionStore()
+        self.test_results: dict[str, float] = {}
+        self.test_predictions: dict[str, Tensor] = {}
+        self.grouping_loss_parts: dict[str, float] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, ...) -> logits (B, C) or (M*B, C)."""
+        return self.model(x)
+
+    def configure_optimizers(self):
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
+        return resolve_recipe(self.optim_recipe, self.model, total, self.lr_mult)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        if self.format_batch_fn is not None:
+            batch = self.format_batch_fn(batch)
+        inputs, targets = batch
+        loss = self.loss(self.model(inputs), targets)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _member_probs(self, inputs: Tensor) -> Tensor:
+        probs = to_member_probs(self.model(inputs), inputs.shape[0])
+        if not self.is_ensemble and probs.shape[1] != 1:
+            raise ValueError(
+                f"The model returned {probs.shape[1]} rows per input: pass is_ensemble=True."
+            )
+        return probs
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        inputs, targets = batch
+        mean = self._member_probs(inputs).mean(1)
+        self.val_acc.update(mean, targets)
+        self.val_nll.update(mean, targets)
+        self.val_ece.update(mean, targets)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(
+            {
+                "val/Acc": self.val_acc.compute(),
+                "val/NLL": self.val_nll.compute().float(),
+                "val/ECE": self.val_ece.compute(),
+            },
+            prog_bar=True,
+        )
+        for metric in (self.val_acc, self.val_nll, self.val_ece):
+            metric.reset()
+
+    def test_step(
+        self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        inputs, targets = batch
+        probs = self._member_probs(inputs)
+        features = None
+        if self.eval_grouping_loss and dataloader_idx == 0:
+            feats = self.model.feats_forward(inputs)
+            features = feats.reshape(-1, inputs.shape[0], feats.shape[-1]).transpose(0, 1)
+        if dataloader_idx == 0:
+            self.test_metrics.update(probs, targets)
+            kept = {"probs": probs, "targets": targets}
+            if features is not None:
+                kept["features"] = features
+            self.store.update(**kept)
+        elif dataloader_idx == 1 and self.eval_ood:
+            self.test_metrics.update_ood(probs)
+            self.store.update(ood_probs=probs)
+        else:
+            raise ValueError(
+                f"Test dataloader {dataloader_idx} is not expected: pass [ID] or, with "
+                "eval_ood=True, [ID, OOD]."
+            )
+
+    def on_test_epoch_end(self) -> None:
+        results = self.test_metrics.compute()
+        self.test_predictions = self.store.compute()
+        if self.eval_grouping_loss:
+            kept = self.test_predictions
+            self.grouping_loss_parts = grouping_loss(
+                kept["probs"], kept["targets"], kept["features"]
+            )
+            results["cal/GL"] = self.grouping_loss_parts["GL"]
+        if self.eval_complexity:
+            cost = complexity(self.model)
+            results |= {f"cplx/{k}": float(v) for k, v in cost.items() if k != "batch_size"}
+        self.log_dict({f"test/{k}": v for k, v in results.items()})
+        self._log_figures()
+        self.test_results = results
+        if self.verbose and self.trainer.is_global_zero:
+            report.show(report.report(results, self.name, title=f"{self.name}: test results"))
+        self.test_metrics.reset()
+        self.store.reset()
+
+    def _log_figures(self) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        if not isinstance(self.logger, TensorBoardLogger) or not self.trainer.is_global_zero:
+            return
+        import matplotlib.pyplot as plt
+
+        from tutorial_lib.plots import reliability_diagram
+
+        kept = self.test_predictions
+        fig = reliability_diagram(kept["probs"], kept["targets"], title=self.name)
+        self.logger.experiment.add_figure("test/reliability_diagram", fig, self.global_step)
+        plt.close(fig)
