@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable
 
 import torch
 
+from tutorial_lib.trainer import describe_machine
+
 
 def machine() -> str:
-    """One line naming the CPU (and GPU when present), the core count and the torch version."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {torch.get_num_threads()} threads{gpu}, torch {torch.__version__}"
+    """The machine, in one line (see :func:`tutorial_lib.trainer.describe_machine`)."""
+    return describe_machine()
 
 
 def timed(fn: Callable[[], object], sync: bool = False) -> float:

@@ -258,3 +258,16 @@ def test_mirror_is_never_written(real_root):
     assert sorted(os.listdir(os.path.join(mirror, "MNIST", "raw"))) == sorted(
         name for name, _ in torchvision.datasets.MNIST.resources
     )
+
+
+def test_datamodule_holdout(real_root):
+    dm = data.MNISTDataModule(root=real_root, mirror=os.devnull, holdout=5000, train_subset=1000)
+    dm.setup()
+    assert len(dm.splits["train"][1]) == 1000 and len(dm.splits["holdout"][1]) == 5000
+    full, labels = data.load_split("MNIST", True, real_root)
+    assert torch.equal(dm.splits["holdout"][1], labels[-5000:])
+    assert sum(y.numel() for _, y in dm.holdout_dataloader()) == 5000
+    with pytest.raises(ValueError, match="holdout=N"):
+        d2 = data.MNISTDataModule(root=real_root, mirror=os.devnull)
+        d2.setup()
+        d2.holdout_dataloader()

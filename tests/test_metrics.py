@@ -331,3 +331,14 @@ def test_grouping_loss_for_ensembles_and_errors():
     right = probs.mean(1).argmax(-1)
     with pytest.raises(ValueError, match="right and wrong"):
         grouping_loss(probs, right, feats)
+
+
+def test_threshold_for_risk_on_held_out_data():
+    from tutorial_lib.metrics.selective import threshold_for_risk
+
+    conf = torch.tensor([0.99, 0.95, 0.95, 0.9, 0.8, 0.7])
+    errors = torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+    # accepted sets: {0.99}: 0 -> {0.99, 0.95, 0.95}: 1/3 -> {.., 0.9}: 1/4 -> ...: 2/5, 3/6
+    assert threshold_for_risk(conf, errors, 0.25) == pytest.approx(0.9)
+    assert threshold_for_risk(conf, errors, 0.1) == pytest.approx(0.99)  # a tie is never split
+    assert threshold_for_risk(conf, torch.ones(6), 0.1) == math.inf

@@ -85,3 +85,39 @@ def test_plots_render(predictions, tmp_path):
     assert len(figures[3].axes) == 8  # 2 rows of 4 panels for 6 errors
     with pytest.raises(ValueError, match="M >= 2"):
         plots.disagreement_matrix(probs[:, :1])
+
+
+def test_learning_curves_and_packed_weight_diagram(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tutorial_lib.layers import PackedLinear
+
+    with pytest.raises(FileNotFoundError, match="train a model first"):
+        plots.learning_curves(tmp_path)
+    writer = SummaryWriter(str(tmp_path / "lenet" / "version_0"))
+    for step in range(5):
+        writer.add_scalar("train/loss", 1.0 / (step + 1), step)
+    writer.add_scalar("val/Acc", 0.9, 4)
+    writer.close()
+    fig = plots.learning_curves(tmp_path)
+    assert (
+        len(fig.axes[0].lines) == 1
+        and fig.axes[0].get_legend().get_texts()[0].get_text() == "lenet"
+    )
+    fig = plots.packed_weight_diagram({"M=4": PackedLinear(8, 8, alpha=2, num_estimators=4)})
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (16, 16) and image.sum() == 4 * 4 * 4  # 4 blocks of 4 x 4
+    plt.close("all")
+
+
+def test_verdicts_are_computed_from_the_values():
+    table = report.compare(
+        {
+            "base": {"cls/Acc": 0.9, "cls/NLL": 0.3, "cls/Entropy": 0.1},
+            "other": {"cls/Acc": 0.95, "cls/NLL": 0.4, "cls/Entropy": 0.2},
+        }  # fmt: skip
+    )
+    (line,) = report.verdicts(table, "base")
+    assert line == "other vs base: better on 1 metrics (Acc), worse on 1 (NLL)."
+    with pytest.raises(ValueError, match="not a column"):
+        report.verdicts(table, "missing")

@@ -23,8 +23,8 @@ from tutorial_lib.trainer import make_trainer, seed_everything
 
 @pytest.fixture
 def small_data(real_root):
-    return MNISTDataModule(real_root, os.devnull, batch_size=128, eval_batch_size=256,
-                           train_subset=512, eval_subset=300)  # fmt: skip
+    return MNISTDataModule(real_root, os.devnull, batch_size=256, eval_batch_size=256,
+                           train_subset=2048, eval_subset=300)  # fmt: skip
 
 
 def test_fit_and_test_end_to_end_with_tensorboard(small_data, tmp_path):
@@ -36,7 +36,7 @@ def test_fit_and_test_end_to_end_with_tensorboard(small_data, tmp_path):
     tr.fit(routine, small_data)
     tr.test(routine, small_data, verbose=False)
     results = routine.test_results
-    assert 0.2 < results["cls/Acc"] <= 1  # 2 tiny epochs: better than chance
+    assert 0.5 < results["cls/Acc"] <= 1  # 2 short epochs (16 steps): far better than chance
     for key in ("cal/ECE", "sc/AURC", "ood/AUROC", "ens/MI", "ood/ens_MI", "cal/GL"):
         assert key in results
     assert results["cplx/params"] == 45_672
@@ -50,7 +50,7 @@ def test_fit_and_test_end_to_end_with_tensorboard(small_data, tmp_path):
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "lr-AdamW", "val/Acc", "val/NLL", "val/ECE"} <= scalars
     assert {"test/cls/Acc", "test/ood/AUROC", "test/cal/ECE"} <= scalars
-    assert len(events.Scalars("train/loss")) == 2 * 4  # every step: 4 batches x 2 epochs
+    assert len(events.Scalars("train/loss")) == 2 * 8  # every step: 8 batches x 2 epochs
     assert len(events.Scalars("val/Acc")) == 2  # every epoch
     assert "test/reliability_diagram" in events.Tags()["images"]
     assert "recipe: default" in (version / "hparams.yaml").read_text()

@@ -407,6 +407,9 @@ class MNISTDataModule(L.LightningDataModule):
         augment: apply ``RandomCrop(28, padding=4)`` to training batches.
         train_subset: keep only the first ``train_subset`` training images (quick profiles).
         eval_subset: keep only the first ``eval_subset`` images of each test set.
+        holdout: withhold the last ``holdout`` training images from training and serve them
+            through :meth:`holdout_dataloader` (held-out data to tune decisions on, never the
+            test set).
         seed: seed of shuffling and augmentation.
     """
 
@@ -420,9 +423,12 @@ class MNISTDataModule(L.LightningDataModule):
         augment: bool = True,
         train_subset: int | None = None,
         eval_subset: int | None = None,
+        holdout: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if holdout < 0:
+            raise ValueError(f"holdout must be >= 0, got {holdout}.")
         for arg, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:
                 raise ValueError(f"{arg} must be >= 1, got {value}.")
@@ -430,7 +436,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.device = torch.device(device) if device is not None else None
         self.augment, self.seed = augment, seed
-        self.train_subset, self.eval_subset = train_subset, eval_subset
+        self.train_subset, self.eval_subset, self.holdout = train_subset, eval_subset, holdout
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def prepare_data(self) -> None:
@@ -455,6 +461,12 @@ class MNISTDataModule(L.LightningDataModule):
             ("ood", "FashionMNIST", False, self.eval_subset),
         ):
             images, labels = load_split(name, train, self.root, self.mirror)
+            if key == "train" and self.holdout:
+                if self.holdout >= images.shape[0]:
+                    raise ValueError(f"holdout={self.holdout} leaves no training image.")
+                cut = images.shape[0] - self.holdout
+                self.splits["holdout"] = (images[cut:].to(device), labels[cut:].to(device))
+                images, labels = images[:cut], labels[:cut]
             self.splits[key] = (images[:subset].to(device), labels[:subset].to(device))
 
     def _shard(self) -> tuple[int, int]:
@@ -481,6 +493,12 @@ class MNISTDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[TensorBatchLoader]:
         return [self._eval_loader("test"), self._eval_loader("ood")]
+
+    def holdout_dataloader(self) -> TensorBatchLoader:
+        """The withheld training images (see ``holdout``), unaugmented, in order."""
+        if "holdout" not in self.splits:
+            raise ValueError("No held-out images: build the data module with holdout=N.")
+        return self._eval_loader("holdout")
 
 
 def plot_samples(

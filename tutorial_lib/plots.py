@@ -6,13 +6,15 @@ labels ``(N,)``, images ``(N, 28, 28)`` or ``(N, 1, 28, 28)``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch import Tensor
+from torch import Tensor, nn
 
 from tutorial_lib.metrics.ood import OODDetection
 from tutorial_lib.metrics.selective import aurc, risk_coverage_curve
@@ -177,5 +179,58 @@ def disagreement_matrix(probs: Tensor, title: str = "Pairwise disagreement") -> 
                     color="white" if matrix[i, j] < matrix.max() / 2 else "black")  # fmt: skip
     ax.set(xticks=range(m), yticks=range(m), xlabel="member", ylabel="member", title=title)
     fig.colorbar(image, ax=ax, label="disagreement (%)", format=lambda x, _: f"{100 * x:.0f}")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(log_dir: str | os.PathLike, title: str = "Learning curves") -> Figure:
+    """Training loss per step and validation accuracy per epoch, read back from the TensorBoard
+    event files under ``log_dir`` (one curve per run; for places where TensorBoard cannot run).
+
+    Raises:
+        FileNotFoundError: no event file under ``log_dir``.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = sorted({p.parent for p in Path(log_dir).rglob("events.out.tfevents.*")})
+    if not runs:
+        raise FileNotFoundError(f"No TensorBoard event file under {log_dir}: train a model first.")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for run in runs:
+        events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+        events.Reload()
+        tags = events.Tags()["scalars"]
+        label = run.parent.name if run.name.startswith("version_") else run.name
+        if "train/loss" in tags:
+            points = events.Scalars("train/loss")
+            left.plot([p.step for p in points], [p.value for p in points], label=label, lw=1)
+        if "val/Acc" in tags:
+            points = events.Scalars("val/Acc")
+            right.plot(
+                range(1, len(points) + 1), [100 * p.value for p in points], "o-", label=label
+            )
+    left.set(xlabel="training step", ylabel="training loss", yscale="log", title=title)
+    right.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Validation (MNIST test)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def packed_weight_diagram(layers: Mapping[str, nn.Module]) -> Figure:
+    """The weight matrix of packed linear layers as images: block-diagonal, one block per group.
+
+    Args:
+        layers: ``{title: PackedLinear}``.
+    """
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers), 3.6), squeeze=False)
+    for ax, (title, layer) in zip(axes[0], layers.items(), strict=True):
+        g = layer.groups
+        blocks = layer.weight.detach().reshape(g, -1, layer.weight.shape[1])
+        full = torch.block_diag(*blocks).abs().numpy()
+        ax.imshow(full > 0, cmap="Blues", vmin=0, vmax=1.3)
+        ax.set(title=f"{title}\n{full.shape[0]}x{full.shape[1]}, {g} groups",
+               xlabel="input feature", ylabel="output feature")  # fmt: skip
     fig.tight_layout()
     return fig

@@ -23,7 +23,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "ens/Disagreement", "ens/Entropy", "ens/MI",
         "ood/ens_Disagreement", "ood/ens_Entropy", "ood/ens_MI",
     ),
-    "Complexity": ("cplx/params", "cplx/flops_per_image", "cplx/flops_batch"),
+    "Complexity": ("cplx/params", "cplx/flops_per_image", "cplx/flops_batch", "cplx/fit_s"),
 }  # fmt: skip
 
 PERCENT_NAMES = {"Acc", "ECE", "aECE", "MCE", "AUROC", "AUPR", "FPR95", "AURC", "AUGRC"}
@@ -37,6 +37,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "sc/AURC": False, "sc/AUGRC": False, "sc/Cov@5Risk": True, "sc/Risk@80Cov": False,
     "ood/ens_MI": True,
     "cplx/params": False, "cplx/flops_per_image": False, "cplx/flops_batch": False,
+    "cplx/fit_s": False,
 }  # fmt: skip
 
 
@@ -51,16 +52,24 @@ def format_value(key: str, value: float) -> str:
         return "n/a"
     if key in INTEGER_KEYS:
         return f"{int(value):,}"
+    if key.endswith("_s"):
+        return f"{value:.1f} s"
     if _is_percent(key):
         return f"{100 * value:.2f}%"
     return f"{value:.5f}"
 
 
-def label(key: str) -> str:
-    """Row label: the metric name, its arrow (↑ higher / ↓ lower is better) and unit."""
-    name = key.split("/", 1)[-1].replace("ens_", "ens. ")
+def short_label(key: str) -> str:
+    """The metric's display name, without arrow or unit (``"OOD Entropy"``, ``"ECE"``)."""
+    name = key.split("/", 1)[-1].replace("ens_", "ens. ").replace("fit_s", "training time")
     if key.startswith("ood/") and not name.startswith(("AU", "FPR")):
         name = f"OOD {name}"
+    return name
+
+
+def label(key: str) -> str:
+    """Row label: the metric name, its arrow (↑ higher / ↓ lower is better) and unit."""
+    name = short_label(key)
     arrow = {True: " ↑", False: " ↓"}.get(HIGHER_IS_BETTER.get(key), "")
     return f"{name}{arrow}{' (%)' if _is_percent(key) else ''}"
 
@@ -193,6 +202,33 @@ class MetricTable:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+
+def verdicts(table: MetricTable, baseline: str) -> list[str]:
+    """One sentence per other column: on which metrics it beats ``baseline``, on which it loses.
+
+    Only metrics with a direction (↑ or ↓) count; the sentences are computed, never typed.
+    """
+    if baseline not in table.columns:
+        raise ValueError(f"{baseline!r} is not a column: {list(table.columns)}.")
+    base = table.columns[baseline]
+    lines = []
+    for name, column in table.columns.items():
+        if name == baseline:
+            continue
+        better, worse = [], []
+        for key, value in column.items():
+            direction = HIGHER_IS_BETTER.get(key)
+            other = base.get(key)
+            if direction is None or other is None or math.isnan(value) or math.isnan(other):
+                continue
+            if value != other:
+                (better if (value > other) == direction else worse).append(short_label(key))
+        lines.append(
+            f"{name} vs {baseline}: better on {len(better)} metrics ({', '.join(better) or '-'}), "
+            f"worse on {len(worse)} ({', '.join(worse) or '-'})."
+        )
+    return lines
 
 
 def report(metrics: Mapping[str, float], name: str = "value", title: str = "") -> MetricTable:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import platform
 import sys
 import warnings
 from typing import Any
 
 import lightning as L
 import torch
+
+# Lightning 2.6 on torch 2.14 warns on every fit about a torch pytree API it still calls; it says
+# nothing a course user can act on, so it is silenced (only this message).
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _tuned = False
@@ -43,6 +48,18 @@ def tune_cpu_allocator() -> bool:
         mallopt(_M_MMAP_THRESHOLD, 32 << 20)
     )
     return _tuned
+
+
+def describe_machine() -> str:
+    """One line naming the CPU (and GPU when present), the thread count and the torch version."""
+    cpu = platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {torch.get_num_threads()} threads{gpu}, torch {torch.__version__}"
 
 
 def seed_everything(seed: int) -> int:

@@ -56,6 +56,31 @@ def risk_at_coverage(coverage: Tensor, risk: Tensor, level: float = 0.8) -> floa
     return float(risk[math.ceil(level * coverage.shape[0]) - 1])
 
 
+def threshold_for_risk(conf: Tensor, errors: Tensor, target_risk: float) -> float:
+    """The lowest confidence threshold whose accepted set keeps its risk <= ``target_risk``.
+
+    Meant for held-out data: accept an input when its confidence is >= the threshold. Thresholds
+    sit between distinct confidences (a threshold cannot split ties).
+
+    Args:
+        conf: (N,) confidences; errors: (N,) 1.0 where the prediction is wrong.
+
+    Returns:
+        The threshold, or ``inf`` (reject everything) when no threshold reaches the risk.
+    """
+    order = torch.sort(conf, descending=True, stable=True).indices
+    sorted_conf = conf[order]
+    risk = errors[order].double().cumsum(0) / torch.arange(1, conf.numel() + 1, device=conf.device)
+    ends = torch.cat(
+        [
+            torch.nonzero(sorted_conf[1:] != sorted_conf[:-1]).flatten(),
+            torch.tensor([conf.numel() - 1], device=conf.device),
+        ]
+    )
+    ok = ends[risk[ends] <= target_risk]
+    return float(sorted_conf[ok[-1]]) if ok.numel() else math.inf
+
+
 class RiskCoverage(Metric):
     """Streaming AURC, AUGRC, Cov@xRisk and Risk@xCov (stores confidences and errors).
 

@@ -1,0 +1,136 @@
+"""Pretrained ensemble: shipped checkpoints (sha256), corruption, the hub path offline."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import huggingface_hub.constants as hf_constants
+import pytest
+import torch
+
+from tutorial_lib import hub
+from tutorial_lib.data import load_split, normalize
+from tutorial_lib.metrics import evaluate_predictions
+from tutorial_lib.models import LeNet
+from tutorial_lib.routine import to_member_probs
+
+
+def make_shipped(folder, n=2):
+    """Write n seeded LeNets and their manifest, as `tutorial-lib pretrain` does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    models, files = [], []
+    for i in range(n):
+        torch.manual_seed(i)
+        model = LeNet()
+        files.append(
+            {
+                "file": f"lenet_{i}.ckpt",
+                "sha256": hub.save_member(model, folder / f"lenet_{i}.ckpt"),
+                "seed": i,
+            }
+        )
+        models.append(model)
+    (folder / "manifest.json").write_text(json.dumps({"files": files}))
+    return models
+
+
+def test_local_round_trip_in_reference_format(tmp_path):
+    models = make_shipped(tmp_path / "pre")
+    saved = torch.load(tmp_path / "pre" / "lenet_0.ckpt", weights_only=True)
+    assert set(saved["state_dict"]) == {f"model.{k}" for k in LeNet().state_dict()}
+    ensemble = hub.load_pretrained_ensemble("local", 2, directory=tmp_path / "pre")
+    assert not ensemble.training and ensemble.num_estimators == 2
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(ensemble(x), torch.cat([m(x) for m in models]))
+
+
+def test_sha256_mismatch_and_missing_files_name_the_file(tmp_path):
+    make_shipped(tmp_path / "pre")
+    target = tmp_path / "pre" / "lenet_1.ckpt"
+    blob = bytearray(target.read_bytes())
+    blob[-100] ^= 0xFF
+    target.write_bytes(bytes(blob))
+    with pytest.raises(hub.PretrainedError, match=r"lenet_1\.ckpt is corrupted: sha256"):
+        hub.load_pretrained_ensemble("local", 2, directory=tmp_path / "pre")
+    target.unlink()
+    with pytest.raises(hub.PretrainedError, match=r"lenet_1\.ckpt is missing"):
+        hub.load_pretrained_ensemble("local", 2, directory=tmp_path / "pre")
+    with pytest.raises(hub.PretrainedError, match="manifest.json is missing"):
+        hub.load_pretrained_ensemble("local", directory=tmp_path / "nowhere")
+    with pytest.raises(hub.PretrainedError, match="lists 2 members, 3 asked"):
+        hub.load_pretrained_ensemble("local", 3, directory=tmp_path / "pre")
+
+
+def test_corrupted_and_wrong_architecture_checkpoints(tmp_path):
+    (tmp_path / "broken.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(hub.PretrainedError, match="cannot be read"):
+        hub.load_member(tmp_path / "broken.ckpt")
+    state = {f"model.{k}": v for k, v in LeNet(1, 5).state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "other.ckpt")
+    with pytest.raises(hub.PretrainedError, match="wrong architecture"):
+        hub.load_member(tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="source"):
+        hub.load_pretrained_ensemble("cloud")
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """A hub cache laid out as huggingface_hub lays it, and the hub in offline mode."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hf-cache"
+
+
+def fill_cache(cache, n=2):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / ("models--" + hub.HUB_REPO.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    models = []
+    for i in range(n):
+        torch.manual_seed(10 + i)
+        model = LeNet()
+        # the reference's files are Lightning checkpoints: a state_dict prefixed "model." + more
+        state = {f"model.{k}": v for k, v in model.state_dict().items()}
+        torch.save(
+            {"state_dict": state, "epoch": 74, "global_step": 1000}, snapshot / f"version_{i}.ckpt"
+        )
+        models.append(model)
+    return models
+
+
+def test_hub_path_offline_from_the_cache(offline_hub):
+    models = fill_cache(offline_hub)
+    ensemble = hub.load_pretrained_ensemble("hub", 2, cache_dir=offline_hub)
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(ensemble(x), torch.cat([m(x) for m in models]))
+
+
+def test_hub_unreachable_and_auto_fallback(offline_hub, tmp_path):
+    with pytest.raises(hub.PretrainedError, match="HF_HUB_OFFLINE is set"):
+        hub.load_pretrained_ensemble("hub", 1, cache_dir=offline_hub)
+    fill_cache(offline_hub)
+    with pytest.warns(UserWarning, match="Trying the hub"):
+        ensemble = hub.load_pretrained_ensemble(
+            "auto", 2, directory=tmp_path / "none", cache_dir=offline_hub
+        )
+    assert ensemble.num_estimators == 2
+
+
+def test_shipped_ensemble_matches_its_manifest(real_root):
+    manifest = json.loads((hub.DEFAULT_DIR / "manifest.json").read_text())
+    ensemble = hub.load_pretrained_ensemble("local")
+    assert ensemble.num_estimators == len(manifest["files"]) == 8
+    images, labels = load_split("MNIST", False, real_root)
+    ood, _ = load_split("FashionMNIST", False, real_root)
+    with torch.no_grad():
+        probs = to_member_probs(ensemble(normalize(images)), len(labels))
+        ood_probs = to_member_probs(ensemble(normalize(ood)), len(ood))
+    measured = evaluate_predictions(probs, labels, ood_probs)
+    for key in ("cls/Acc", "ood/AUROC"):
+        assert measured[key] == pytest.approx(manifest["ensemble"][key], abs=3e-4), key
+    assert measured["cls/Acc"] >= 0.995 and measured["ood/AUROC"] >= 0.99
+    assert os.path.getsize(hub.DEFAULT_DIR / manifest["files"][0]["file"]) < 250_000

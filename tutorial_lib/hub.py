@@ -1,0 +1,182 @@
+"""The pretrained 8-member deep ensemble: shipped checkpoints, or the reference's hub checkpoints.
+
+The course ships its own ensemble under ``data/pretrained/``: eight LeNets trained by
+``tutorial-lib pretrain`` (one ``.ckpt`` each, in the reference's format: a dict whose
+``state_dict`` keys are ``model.conv1.weight`` ...) and ``manifest.json`` (file names, sha256,
+seeds, recipe, measured metrics, machine). They load offline, are verified by sha256, and are
+small (about 180 KB each).
+
+The reference tutorial downloads eight LeNets from the Hugging Face hub instead
+(``ENSTA-U2IS/tutorial-models``, ``version_0.ckpt`` ... ``version_7.ckpt``). ``source="hub"``
+keeps that path, through ``huggingface_hub.hf_hub_download`` and its cache (so it works offline
+with ``HF_HUB_OFFLINE=1`` once the files are cached).
+
+Every file is read with ``torch.load(..., weights_only=True)`` into a :class:`LeNet` with
+``strict=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from tutorial_lib.ensembles import DeepEnsemble
+from tutorial_lib.models import LeNet, lenet_from_state_dict
+
+HUB_REPO = "ENSTA-U2IS/tutorial-models"
+HUB_FILES = [f"version_{i}.ckpt" for i in range(8)]
+# The revision to download. Pin it to a commit id of the hub repository for reproducibility
+# (HUB_REVISION = "<40-hex commit>"); "main" follows the repository.
+HUB_REVISION = "main"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
+
+
+class PretrainedError(RuntimeError):
+    """A pretrained checkpoint could not be loaded; the message names the file and the remedy."""
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_member(model: LeNet, path: str | os.PathLike) -> str:
+    """Write one member in the reference's format (``{"state_dict": {"model.*": ...}}``),
+    atomically; return its sha256."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    state = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state}, tmp)
+    os.replace(tmp, path)
+    return sha256sum(path)
+
+
+def load_member(path: str | os.PathLike) -> LeNet:
+    """One LeNet from a checkpoint file (weights only, strict).
+
+    Raises:
+        PretrainedError: unreadable file, or weights that are not a LeNet's.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        raise PretrainedError(
+            f"{path} cannot be read as a weights-only checkpoint ({err}). The file is corrupted, "
+            "or it holds objects other than tensors; delete it and fetch it again."
+        ) from err
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise PretrainedError(f"{path} holds no state_dict: it is not a LeNet checkpoint.")
+    try:
+        return lenet_from_state_dict(state)
+    except (ValueError, KeyError) as err:
+        raise PretrainedError(f"{path}: wrong architecture. {err}") from err
+
+
+def _load_local(directory: Path, num_members: int) -> list[LeNet]:
+    manifest_path = directory / "manifest.json"
+    if not manifest_path.exists():
+        raise PretrainedError(
+            f"No shipped checkpoints: {manifest_path} is missing. Restore the folder from the "
+            "repository (git checkout -- data/pretrained), run `tutorial-lib pretrain`, or use "
+            "source='hub'."
+        )
+    manifest = json.loads(manifest_path.read_text())
+    entries = manifest["files"]
+    if num_members > len(entries):
+        raise PretrainedError(f"{manifest_path} lists {len(entries)} members, {num_members} asked.")
+    models = []
+    for entry in entries[:num_members]:
+        path = directory / entry["file"]
+        if not path.exists():
+            raise PretrainedError(
+                f"{path} is missing. Restore it (git checkout -- {path}) or use source='hub'."
+            )
+        actual = sha256sum(path)
+        if actual != entry["sha256"]:
+            raise PretrainedError(
+                f"{path} is corrupted: sha256 {actual}, the manifest says {entry['sha256']}. "
+                f"Restore it (git checkout -- {path}), re-run `tutorial-lib pretrain`, or use "
+                "source='hub'."
+            )
+        models.append(load_member(path))
+    return models
+
+
+def _load_hub(num_members: int, revision: str, cache_dir: str | os.PathLike | None) -> list[LeNet]:
+    import huggingface_hub.constants as hf_constants
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    if num_members > len(HUB_FILES):
+        raise PretrainedError(f"The hub holds {len(HUB_FILES)} members, {num_members} asked.")
+    models = []
+    for filename in HUB_FILES[:num_members]:
+        try:
+            path = hf_hub_download(HUB_REPO, filename, revision=revision, cache_dir=cache_dir)
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+            hint = (
+                "HF_HUB_OFFLINE is set and the file is not in the hub cache"
+                if hf_constants.HF_HUB_OFFLINE
+                else "the hub is unreachable (no network, proxy, or the hub is down)"
+            )
+            raise PretrainedError(
+                f"Could not get {HUB_REPO}/{filename} (revision {revision}): {hint}. "
+                f"Details: {type(err).__name__}: {err}. Use source='local' for the checkpoints "
+                "shipped with the course, which need no network."
+            ) from err
+        models.append(load_member(path))
+    return models
+
+
+def load_pretrained_ensemble(
+    source: Literal["auto", "local", "hub"] = "auto",
+    num_members: int = 8,
+    directory: str | os.PathLike | None = None,
+    revision: str = HUB_REVISION,
+    cache_dir: str | os.PathLike | None = None,
+) -> DeepEnsemble:
+    """The pretrained deep ensemble of LeNets, in eval mode.
+
+    Args:
+        source: ``"local"``: the shipped checkpoints (sha256-verified); ``"hub"``: the reference
+            tutorial's checkpoints from the Hugging Face hub; ``"auto"``: local, falling back to
+            the hub with a warning.
+        num_members: how many members to load (1 to 8).
+        directory: folder of the shipped checkpoints (default: the repository's
+            ``data/pretrained``).
+        revision: hub revision (branch, tag or commit id).
+        cache_dir: hub cache folder (default: huggingface_hub's, ``$HF_HOME``).
+
+    Raises:
+        ValueError: a bad ``source`` or ``num_members``.
+        PretrainedError: the files are missing, corrupted, of another architecture, or the hub
+            is unreachable; the message names the file and the remedy.
+    """
+    if source not in ("auto", "local", "hub"):
+        raise ValueError(f"source must be 'auto', 'local' or 'hub', got {source!r}.")
+    if num_members < 1:
+        raise ValueError(f"num_members must be >= 1, got {num_members}.")
+    directory = Path(directory) if directory is not None else DEFAULT_DIR
+    if source == "hub":
+        models = _load_hub(num_members, revision, cache_dir)
+    elif source == "local":
+        models = _load_local(directory, num_members)
+    else:
+        try:
+            models = _load_local(directory, num_members)
+        except PretrainedError as local_error:
+            warnings.warn(f"{local_error} Trying the hub instead.", UserWarning, stacklevel=2)
+            models = _load_hub(num_members, revision, cache_dir)
+    return DeepEnsemble(models).eval()
