@@ -68,3 +68,16 @@ def test_compare_without_data_says_what_to_do(tmp_path, capsys, monkeypatch):
     assert code == 1
     err = capsys.readouterr().err
     assert "data problem" in err and "TUTORIAL_DATA_MIRROR" in err
+
+
+def test_compare_shift_option(real_root, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "shift"
+    argv = ["compare", "--models", "lenet", "--profile", "quick", "--shift", "--data-dir",
+            str(real_root), "--mirror", str(tmp_path / "none"), "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Under shift" in printed and "cal/ECE" in printed
+    assert (out / "plots" / "shift.png").exists()
+    assert len(json.loads((out / "results.json").read_text())["shift"]) == 1 + 7 * 5

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--grouping-loss", action="store_true",
                          help="also estimate each model's grouping loss")  # fmt: skip
     compare.add_argument(
+        "--shift", action="store_true",
+        help="also evaluate each trained model on corrupted MNIST test sets (7 corruptions x 5 "
+        "severities): accuracy, NLL, ECE (and the grouping loss with --grouping-loss)",
+    )  # fmt: skip
+    compare.add_argument(
         "--pretrained", choices=["local", "hub", "auto"], default=None,
         help="also evaluate the pretrained 8-member deep ensemble (local: the checkpoints shipped "
         "in data/pretrained; hub: the reference's, downloaded; auto: local, else hub)",
@@ -127,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("--timeout", type=_positive_int, default=600,
                            help="seconds allowed per cell (default: 600)")  # fmt: skip
     notebooks.add_argument("names", nargs="*", help="notebook files to run (default: all)")
+
+    commands.add_parser(
+        "book",
+        help="build the course website from the executed notebooks (mdBook) into build/book",
+        description="Convert the executed notebooks to Markdown chapters (figures as files), write "
+        "the introduction, glossary and references, and run `mdbook build` (book.toml).",
+    )
     return parser
 
 
@@ -140,7 +152,7 @@ def _compare(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, seed=args.seed, recipe=args.recipe, data_dir=args.data_dir,
         mirror=args.mirror, out=args.out, profile=args.profile,
         accelerator=None if args.accelerator == "auto" else args.accelerator,
-        grouping_loss=args.grouping_loss, pretrained=args.pretrained,
+        grouping_loss=args.grouping_loss, pretrained=args.pretrained, shift=args.shift,
     )  # fmt: skip
     results = run_comparison(config)
     report.show(results["table"])
@@ -152,6 +164,14 @@ def _compare(args: argparse.Namespace) -> int:
         )
         print(f"{name}: {fit}test {r['test_s']:.1f} s")
     print(f"Total: {results['total_s']:.1f} s")
+    if "shift" in results:
+        from tutorial_lib.shift import summarize_shift
+
+        print("\nUnder shift (mean over corruptions; severity 0 = clean test set):")
+        for key in ("cls/Acc", "cls/NLL", "cal/ECE") + (("cal/GL",) if args.grouping_loss else ()):
+            for model, by in summarize_shift(results["shift"], key).items():
+                cells = "  ".join(f"{s}: {v:.4f}" for s, v in by.items())
+                print(f"  {key:8s} {model:34s} {cells}")
     print(describe_outputs(args.out))
     return 0
 
@@ -197,6 +217,15 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _book(args: argparse.Namespace) -> int:
+    from tutorial_lib.book import build_book
+
+    index = build_book()
+    print(f"Built {index}. Open it in a browser, or serve the folder: "
+          f"python -m http.server -d {index.parent} 8000")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 ok, 1 failed, 2 bad usage)."""
     from tutorial_lib.data import DataError
@@ -207,10 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0
-    handlers = {"compare": _compare, "pretrain": _pretrain, "notebooks": _notebooks}
+    handlers = {"compare": _compare, "pretrain": _pretrain, "notebooks": _notebooks, "book": _book}
     start = time.perf_counter()
     try:
         return handlers[args.command](args)
+    except FileNotFoundError as err:
+        print(f"tutorial-lib {args.command}: {err}", file=sys.stderr)
+        return 1
     except DataError as err:
         print(f"tutorial-lib {args.command}: data problem: {err}", file=sys.stderr)
         return 1

@@ -80,8 +80,13 @@ def data_mirror(mirror: str | os.PathLike | None = None) -> Path | None:
 
 
 def md5sum(path: str | os.PathLike) -> str:
-    """Hex md5 of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5()
+    """Hex md5 of a file (the checksum torchvision publishes)."""
+    return file_digest(path, "md5")
+
+
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    """Hex digest of a file with a hashlib algorithm, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)

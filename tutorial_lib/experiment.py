@@ -55,6 +55,7 @@ class CompareConfig:
     grouping_loss: bool = False
     pretrained: str | None = None
     holdout: int = 0
+    shift: bool = False
     train_subset: int | None = None
     eval_subset: int | None = None
     extra: dict = field(default_factory=dict)
@@ -159,7 +160,7 @@ def run_comparison(config: CompareConfig) -> dict:
         train_subset=train_subset, eval_subset=eval_subset, holdout=config.holdout,
     )  # fmt: skip
     results: dict = {"config": asdict(config) | {"epochs": epochs}, "models": {}}
-    kept, held = {}, {}
+    kept, held, trained = {}, {}, {}
     start = time.perf_counter()
     for kind in config.models:
         seed_everything(config.seed)
@@ -187,6 +188,7 @@ def run_comparison(config: CompareConfig) -> dict:
             "train_images_per_s": n_train / (t1 - t0),
         }
         kept[name] = routine.test_predictions
+        trained[name] = routine.model
         if config.holdout:
             held[name] = _predict(routine, datamodule.holdout_dataloader())
     if config.pretrained:
@@ -198,6 +200,16 @@ def run_comparison(config: CompareConfig) -> dict:
         }  # fmt: skip
         kept[name] = routine.test_predictions
     results["total_s"] = time.perf_counter() - start
+    if config.shift:
+        from tutorial_lib.shift import evaluate_shift, plot_shift
+
+        results["shift"] = evaluate_shift(
+            trained, root=config.data_dir, mirror=config.mirror, seed=config.seed,
+            subset=eval_subset, grouping=config.grouping_loss,
+        )  # fmt: skip
+        fig = plot_shift(results["shift"])
+        fig.savefig(out / "plots" / "shift.png", dpi=100)
+        plt.close(fig)
 
     for name, pred in kept.items():
         slug = "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()

