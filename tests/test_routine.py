@@ -175,3 +175,10 @@ def test_ddp_metrics_equal_single_process(real_root, tmp_path):
     make_trainer(1, logger=False, enable_progress_bar=False).test(routine, dm, verbose=False)
     for key, value in routine.test_results.items():
         assert ddp["results"][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+
+
+def test_cpu_allocator_tuning_and_release():
+    # Linux with glibc (this project's machines): both calls reach malloc
+    assert trainer.tune_cpu_allocator() is True
+    assert trainer.release_cpu_memory() is True
+    assert "threads" in trainer.describe_machine()

@@ -149,8 +149,8 @@ def rewrite_badges(markdown: str) -> str:
 def notebook_to_chapter(path: Path, out_dir: Path) -> str:
     """Write ``<stem>.md`` and its figures (``<stem>_files/``) into ``out_dir``; return the title.
 
-    Progress-bar widgets, stderr logs and nbval markers are left out; text, tables (HTML) and
-    figures (PNG) are kept.
+    Progress-bar widgets, stderr logs, the live TensorBoard frame and nbval markers are left
+    out; text, tables (HTML) and figures (PNG) are kept.
     """
     import nbformat
     from nbconvert import MarkdownExporter
@@ -161,6 +161,8 @@ def notebook_to_chapter(path: Path, out_dir: Path) -> str:
             continue
         lines = cell.source.splitlines()
         cell.source = "\n".join(line for line in lines if not line.startswith("# NBVAL_"))
+        if "%tensorboard" in cell.source:  # a live server's frame: nothing to show on a page
+            cell.outputs = []
         cell.outputs = [
             o for o in cell.outputs
             if not (o.output_type == "stream" and o.name == "stderr")
@@ -212,7 +214,8 @@ def build_book(
     (src / "glossary.md").write_text(rewrite_math(GLOSSARY))
     (src / "references.md").write_text(REFERENCES)
     summary = ["# Summary", "", "[Introduction](introduction.md)", ""]
-    summary += [f"- [{title}]({file})" for title, file in chapters]
+    # mdBook numbers the chapters itself: drop the notebooks' own "1." prefixes there
+    summary += [f"- [{re.sub(r'^[0-9]+[.] *', '', title)}]({file})" for title, file in chapters]
     summary += ["- [Glossary of metrics](glossary.md)", "- [References](references.md)", ""]
     (src / "SUMMARY.md").write_text("\n".join(summary))
     if not run_mdbook:

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--profile", choices=list(PROFILES), default="full",
         help="full: all data, --epochs epochs; quick: 4,096 training and 2,000 test images, "
-        "1 epoch, for smoke tests (default: full)",
+        "1 epoch at batch 128, for smoke tests (default: full)",
     )  # fmt: skip
     compare.add_argument("--grouping-loss", action="store_true",
                          help="also estimate each model's grouping loss")  # fmt: skip

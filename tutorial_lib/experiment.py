@@ -30,7 +30,7 @@ from tutorial_lib.trainer import describe_machine, make_trainer, seed_everything
 MODELS = ("lenet", "deep-ensemble", "packed")
 PROFILES = {
     "full": {"train_subset": None, "eval_subset": None, "epochs": 3},
-    "quick": {"train_subset": 4096, "eval_subset": 2000, "epochs": 1},
+    "quick": {"train_subset": 4096, "eval_subset": 2000, "epochs": 1, "batch_size": 128},
 }
 
 
@@ -155,8 +155,9 @@ def run_comparison(config: CompareConfig) -> dict:
     epochs = profile["epochs"] if config.profile == "quick" else config.epochs
     out = Path(config.out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    batch_size = profile.get("batch_size", config.batch_size)  # quick: enough steps to learn
     datamodule = MNISTDataModule(
-        config.data_dir, config.mirror, batch_size=config.batch_size, seed=config.seed,
+        config.data_dir, config.mirror, batch_size=batch_size, seed=config.seed,
         train_subset=train_subset, eval_subset=eval_subset, holdout=config.holdout,
     )  # fmt: skip
     results: dict = {"config": asdict(config) | {"epochs": epochs}, "models": {}}

@@ -211,6 +211,7 @@ def evaluate_shift(
     """
     from tutorial_lib.metrics import evaluate_predictions, grouping_loss
     from tutorial_lib.routine import to_member_probs
+    from tutorial_lib.trainer import release_cpu_memory
 
     rows = []
     sets = [("none", 0)] if 0 in severities else []
@@ -238,6 +239,7 @@ def evaluate_shift(
                 except ValueError:  # all right (or all wrong): not defined
                     row["cal/GL"] = float("nan")
             rows.append(row)
+        release_cpu_memory()
     return rows
 
 
