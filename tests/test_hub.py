@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tutorial_lib import hub
-from tutorial_lib.data import load_split, normalize
+from tutorial_lib.data import TensorBatchLoader, load_split
 from tutorial_lib.metrics import evaluate_predictions
 from tutorial_lib.models import LeNet
-from tutorial_lib.routine import to_member_probs
+from tutorial_lib.routine import predict
 
 
 def make_shipped(folder, n=2):
@@ -124,12 +124,11 @@ def test_shipped_ensemble_matches_its_manifest(real_root):
     manifest = json.loads((hub.DEFAULT_DIR / "manifest.json").read_text())
     ensemble = hub.load_pretrained_ensemble("local")
     assert ensemble.num_estimators == len(manifest["files"]) == 8
-    images, labels = load_split("MNIST", False, real_root)
-    ood, _ = load_split("FashionMNIST", False, real_root)
-    with torch.no_grad():
-        probs = to_member_probs(ensemble(normalize(images)), len(labels))
-        ood_probs = to_member_probs(ensemble(normalize(ood)), len(ood))
-    measured = evaluate_predictions(probs, labels, ood_probs)
+    test = predict(ensemble, TensorBatchLoader(*load_split("MNIST", False, real_root), 2048, False))
+    ood = predict(
+        ensemble, TensorBatchLoader(*load_split("FashionMNIST", False, real_root), 2048, False)
+    )
+    measured = evaluate_predictions(test["probs"], test["targets"], ood["probs"])
     for key in ("cls/Acc", "ood/AUROC"):
         assert measured[key] == pytest.approx(manifest["ensemble"][key], abs=3e-4), key
     assert measured["cls/Acc"] >= 0.995 and measured["ood/AUROC"] >= 0.99

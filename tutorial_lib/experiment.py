@@ -24,7 +24,7 @@ from torch import nn
 from tutorial_lib.data import MNISTDataModule
 from tutorial_lib.ensembles import RepeatTarget, pack_lenets
 from tutorial_lib.models import LeNet, PackedLeNet
-from tutorial_lib.routine import ClassificationRoutine
+from tutorial_lib.routine import ClassificationRoutine, predict
 from tutorial_lib.trainer import describe_machine, make_trainer, seed_everything
 
 MODELS = ("lenet", "deep-ensemble", "packed")
@@ -106,20 +106,6 @@ def current_profile(name: str | None = None) -> str:
     return profile
 
 
-def _predict(routine: ClassificationRoutine, loader) -> dict[str, torch.Tensor]:
-    """Per-member probabilities (N, M, C) and targets of a loader, without Lightning."""
-    from tutorial_lib.routine import to_member_probs
-
-    model = routine.model.eval()
-    device = next(model.parameters()).device
-    probs, targets = [], []
-    with torch.no_grad():
-        for x, y in loader:
-            probs.append(to_member_probs(model(x.to(device)), x.shape[0]).cpu())
-            targets.append(y.cpu())
-    return {"probs": torch.cat(probs), "targets": torch.cat(targets)}
-
-
 def _evaluate_pretrained(config, datamodule, out, grouping) -> tuple[str, ClassificationRoutine]:
     from tutorial_lib.hub import load_pretrained_ensemble
 
@@ -191,7 +177,7 @@ def run_comparison(config: CompareConfig) -> dict:
         kept[name] = routine.test_predictions
         trained[name] = routine.model
         if config.holdout:
-            held[name] = _predict(routine, datamodule.holdout_dataloader())
+            held[name] = predict(routine.model, datamodule.holdout_dataloader())
     if config.pretrained:
         t1 = time.perf_counter()
         name, routine = _evaluate_pretrained(config, datamodule, out, config.grouping_loss)

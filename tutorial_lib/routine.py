@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
@@ -56,8 +57,34 @@ class PredictionStore(Metric):
 
 def to_member_probs(logits: Tensor, batch_size: int) -> Tensor:
     """Estimator-major logits (M*B, C) -> per-member probabilities (B, M, C)."""
-    members = logits.shape[0] // batch_size
-    return logits.float().softmax(-1).reshape(members, batch_size, -1).transpose(0, 1)
+    return to_member_major(logits.float().softmax(-1), batch_size)
+
+
+def to_member_major(rows: Tensor, batch_size: int) -> Tensor:
+    """Estimator-major rows (M*B, F) -> per-input, per-member (B, M, F)."""
+    return rows.reshape(-1, batch_size, rows.shape[-1]).transpose(0, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, features: bool = False) -> dict[str, Tensor]:
+    """Run ``model`` over ``(inputs, targets)`` batches without Lightning, in eval mode.
+
+    Returns:
+        ``probs`` (N, M, C) and ``targets`` (N,) on the CPU, plus ``features`` (N, M, F) from
+        ``model.feats_forward`` when asked.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    kept: dict[str, list[Tensor]] = {"probs": [], "targets": [], "features": []}
+    for inputs, targets in loader:
+        inputs = inputs.to(device)
+        kept["probs"].append(to_member_probs(model(inputs), inputs.shape[0]).cpu())
+        kept["targets"].append(targets.cpu())
+        if features:
+            kept["features"].append(
+                to_member_major(model.feats_forward(inputs), inputs.shape[0]).cpu()
+            )
+    return {k: torch.cat(v) for k, v in kept.items() if v}
 
 
 class ClassificationRoutine(L.LightningModule):
@@ -183,8 +210,7 @@ class ClassificationRoutine(L.LightningModule):
         probs = self._member_probs(inputs)
         features = None
         if self.eval_grouping_loss and dataloader_idx == 0:
-            feats = self.model.feats_forward(inputs)
-            features = feats.reshape(-1, inputs.shape[0], feats.shape[-1]).transpose(0, 1)
+            features = to_member_major(self.model.feats_forward(inputs), inputs.shape[0])
         if dataloader_idx == 0:
             self.test_metrics.update(probs, targets)
             kept = {"probs": probs, "targets": targets}

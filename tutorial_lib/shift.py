@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from tutorial_lib.data import data_mirror, data_root, load_split, normalize
+from tutorial_lib.data import TensorBatchLoader, data_mirror, data_root, load_split
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -210,7 +210,7 @@ def evaluate_shift(
         corruption ``"none"``).
     """
     from tutorial_lib.metrics import evaluate_predictions, grouping_loss
-    from tutorial_lib.routine import to_member_probs
+    from tutorial_lib.routine import predict
     from tutorial_lib.trainer import release_cpu_memory
 
     rows = []
@@ -219,23 +219,16 @@ def evaluate_shift(
     for corruption, severity in sets:
         name = corruption if corruption != "none" else next(iter(CORRUPTIONS))
         images, labels = shifted_test_set(name, severity, root, mirror, seed, subset)
+        loader = TensorBatchLoader(images, labels, batch_size, shuffle=False)
         for model_name, model in models.items():
-            model.eval()
-            device = next(model.parameters()).device
-            probs, feats = [], []
-            for start in range(0, len(labels), batch_size):
-                x = normalize(images[start : start + batch_size]).to(device)
-                probs.append(to_member_probs(model(x), x.shape[0]).cpu())
-                if grouping:
-                    f = model.feats_forward(x)
-                    feats.append(f.reshape(-1, x.shape[0], f.shape[-1]).transpose(0, 1).cpu())
-            probs = torch.cat(probs)
+            kept = predict(model, loader, features=grouping)
+            probs = kept["probs"]
             metrics = evaluate_predictions(probs, labels)
             row = {"model": model_name, "corruption": corruption, "severity": severity}
             row |= {k: metrics[k] for k in ("cls/Acc", "cls/NLL", "cal/ECE")}
             if grouping:
                 try:
-                    row["cal/GL"] = grouping_loss(probs, labels, torch.cat(feats))["GL"]
+                    row["cal/GL"] = grouping_loss(probs, labels, kept["features"])["GL"]
                 except ValueError:  # all right (or all wrong): not defined
                     row["cal/GL"] = float("nan")
             rows.append(row)
