@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import threading
@@ -20,13 +21,35 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = REPO / "build" / "test-artifacts"
 
 
-def test_math_and_badge_rewriting():
+def test_math_becomes_mathml_outside_code():
     text = "a $x_1$ b $$\\sum_m p_m$$ `$not math$`\n```\n$code$\n```\ncosts $5 and $6"
     out = book.rewrite_math(text)
-    assert "\\\\(x_1\\\\)" in out and "\\\\[\\sum_m p_m\\\\]" in out
-    assert "`$not math$`" in out and "\n$code$\n" in out
-    badge = "[![Open In Colab](https://x/badge.svg)](https://colab/nb.ipynb)"
-    assert book.rewrite_badges(badge) == "[Open In Colab](https://colab/nb.ipynb)"
+    assert '<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline">' in out
+    assert '<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">' in out
+    assert "<msub><mi>x</mi><mn>1</mn></msub>" in out and "$x_1$" not in out
+    assert "`$not math$`" in out and "\n$code$\n" in out and "costs $5 and $6" in out
+    assert "*" not in book.tex_to_mathml("a * b_{c}")  # nothing Markdown would read as emphasis
+
+
+def test_chapter_pages_drop_setup_cells_and_link_notebook_colab_binder(tmp_path):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    badge = "[![Open In Colab](https://colab/badge.svg)](https://colab/nb.ipynb)"
+    notebook.cells = [nbformat.v4.new_markdown_cell(f"# 1. Title\n\n{badge}\n\nText $a$."),
+                      nbformat.v4.new_code_cell("!pip install course"),
+                      nbformat.v4.new_code_cell("print(1)")]  # fmt: skip
+    notebook.cells[1].metadata["tags"] = [book.SETUP_TAG]
+    nbformat.write(notebook, tmp_path / "01_x.ipynb")
+    title = book.notebook_to_chapter(tmp_path / "01_x.ipynb", tmp_path)
+    page = (tmp_path / "01_x.md").read_text()
+    assert title == "1. Title" and "pip install" not in page and "print(1)" in page
+    assert "badge.svg" not in page and "<math" in page
+    links = book.chapter_links("01_x")
+    assert page.index(links) > page.index("# 1. Title")
+    assert (
+        "github.com" in links and "colab.research.google.com" in links and "mybinder.org" in links
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +57,9 @@ def site(tmp_path_factory):
     """The book built into a scratch root, served on a local port."""
     root = tmp_path_factory.mktemp("book")
     shutil.copy(REPO / "book.toml", root / "book.toml")
-    index = book.build_book(REPO / "notebooks", root)
+    shutil.copytree(REPO / "notebooks", root / "notebooks",
+                    ignore=shutil.ignore_patterns("outputs", "lightning_logs", "data"))  # fmt: skip
+    index = book.build_book(root)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(index.parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -69,24 +94,39 @@ def browser():
              "--window-size=1280,1600", f"--user-data-dir={profile}"]  # fmt: skip
     for flag in flags:
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request made
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
 
 
-CHAPTERS = [
-    "01_baseline", "02_deep_ensembles", "03_packed_ensembles",
-    "04_selective_classification", "05_grouping_loss", "06_distribution_shift",
-]  # fmt: skip
+CHAPTERS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9]*.ipynb"))
+
+
+def requested_urls(browser) -> list[str]:
+    """Every URL the page asked for since the last call (Chrome's DevTools network events)."""
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
 
 
 def test_every_page_in_a_real_browser(site, browser):
     base, folder = site
     pages = ["index", "introduction", *CHAPTERS, "glossary", "references"]
     links: set[str] = set()
+    assert len(CHAPTERS) >= 6
     for page in pages:
+        browser.get_log("performance")  # forget the previous page's requests
         browser.get(f"{base}/{page}.html")
         assert "From Deep Ensembles to Packed-Ensembles" in browser.title, page
+        network = [u for u in requested_urls(browser) if u.startswith(("http", "ws"))]
+        outside = [u for u in network if not u.startswith(base)]  # chrome:// is the browser
+        assert not outside, f"{page} loads resources from outside the site: {outside}"
+        text = browser.execute_script("return document.querySelector('main').innerText")
+        assert "\\(" not in text and "$$" not in text, f"{page}: raw TeX on the page"
         heading = browser.execute_script("return document.querySelector('main h1').textContent")
         assert heading.strip(), page
         images = browser.execute_script(
@@ -98,6 +138,17 @@ def test_every_page_in_a_real_browser(site, browser):
             assert images, f"{page}: no figure (are the notebooks' outputs stored?)"
             tables = browser.execute_script("return document.querySelectorAll('main table').length")
             assert tables >= 1, f"{page}: no metric table"
+            hrefs = browser.execute_script(
+                "return Array.from(document.querySelectorAll('main a')).map(a => a.href)"
+            )
+            for host in ("github.com", "colab.research.google.com", "mybinder.org"):
+                assert any(host in h for h in hrefs), f"{page}: no link to {host}"
+            assert "pip install -q -e" not in text, f"{page}: the Colab set-up cell is shown"
+        if page in ("glossary", "02_deep_ensembles", "05_grouping_loss"):
+            formulas = browser.execute_script(
+                "return document.querySelectorAll('main math').length"
+            )
+            assert formulas > 0, f"{page}: no MathML formula"
         links |= set(browser.execute_script(
             "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"
             ".filter(h => h.startsWith(location.origin));"

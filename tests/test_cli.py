@@ -1,78 +1,109 @@
-"""The `tutorial-lib` command."""
+"""The `tutorial-lib` command: flags from the one configuration, fast help, exit codes."""
 
+from __future__ import annotations
+
+import json
 import subprocess
 import sys
+import urllib.error
 
-from tutorial_lib import __version__, cli
+import nbformat
+import pytest
+
+from tutorial_lib import __version__, cli, data
 
 
-def test_help_and_version(capsys):
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_help_and_version_import_no_heavy_library(capsys):
     assert cli.main([]) == 0
     assert "tutorial-lib" in capsys.readouterr().out
+    for argv in (["--help"], ["compare", "--help"], ["pretrain", "--help"]):
+        code = (f"import sys; from tutorial_lib import cli\ntry: cli.main({argv!r})\n"
+                "except SystemExit as e: print('exit', e.code, 'torch' in sys.modules, "
+                "'lightning' in sys.modules)")  # fmt: skip
+        done = run_python(code)
+        assert done.stdout.strip().endswith("exit 0 False False"), (argv, done.stderr)
     out = subprocess.run([sys.executable, "-m", "tutorial_lib", "--version"],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert out.strip() == f"tutorial-lib {__version__}"
 
 
-def test_compare_quick_profile_end_to_end(real_root, tmp_path, capsys):
-    import json
+def test_compare_help_shows_defaults_and_the_quick_preset(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 3; quick: 1)" in text  # --epochs
+    assert "(default: lenet deep-ensemble-2 packed)" in text
+    assert "--calibrate {none,temperature}" in text and "--seeds SEEDS" in text
 
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "--seeds", "0"], "--seeds must be an integer >= 1, got 0"),
+        (["compare", "--val-size", "60000"], "--val-size must be smaller"),
+        (["compare", "--val-size", "-5"], "--val-size must be an integer >= 0"),
+        (["compare", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["compare", "--calibrate", "platt"], "invalid choice: 'platt'"),
+        (["compare", "--models", "resnet"], "unknown model 'resnet'"),
+        (["compare", "--epoch", "2"], "unrecognized arguments: --epoch"),  # no abbreviations
+        (["compare", "--epochs", "two"], "invalid int value"),
+        (["pretrain", "--epochs", "0"], "--epochs must be an integer >= 1"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_options_are_usage_errors_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "usage:" in err
+
+
+def test_explicit_flags_win_and_results_json_records_what_ran(real_root, tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["compare", "--profile", "quick", "--data-dir", str(real_root),
-                     "--mirror", str(tmp_path / "no-mirror"), "--out", str(out)])  # fmt: skip
+    code = cli.main(["compare", "--profile", "quick", "--models", "lenet", "--epochs", "2",
+                     "--batch-size", "256", "--data-dir", str(real_root), "--mirror",
+                     str(tmp_path / "no-mirror"), "--out", str(out)])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "Deep Ensemble (M=2)" in printed and "Packed-Ensemble (alpha=2, M=4)" in printed
-    assert "Total:" in printed and "results.json" in printed
+    assert "profile quick" in printed and "Total:" in printed and "results.json" in printed
     results = json.loads((out / "results.json").read_text())
-    assert set(results["models"]) == {
-        "LeNet",
-        "Deep Ensemble (M=2)",
-        "Packed-Ensemble (alpha=2, M=4)",
-    }
-    assert results["config"]["epochs"] == 1
-    for r in results["models"].values():
-        assert 0.1 < r["metrics"]["cls/Acc"] <= 1 and "ood/AUROC" in r["metrics"]
-    assert (out / "plots" / "risk_coverage.png").stat().st_size > 5_000
-    assert len(list((out / "plots").glob("*_reliability.png"))) == 3
-    assert (out / "lightning_logs" / "lenet" / "version_0").is_dir()
-    assert "| Metric |" in (out / "comparison.md").read_text()
+    config = results["config"]
+    assert (config["epochs"], config["batch_size"], config["profile"]) == (2, 256, "quick")
+    assert config["train_subset"] == 4096 and results["data"]["train"] == 4096
+    assert results["models"]["LeNet"]["steps"] == [2 * 4096 // 256]  # what really ran
+    assert results["complete"] is True
 
 
-def test_compare_bad_options_exit_with_usage(capsys):
-    import pytest
-
-    for argv in (["compare", "--epochs", "0"], ["compare", "--models", "resnet"],
-                 ["compare", "--alpha", "-1"], ["frobnicate"]):  # fmt: skip
-        with pytest.raises(SystemExit) as info:
-            cli.main(argv)
-        assert info.value.code == 2
-    assert "must be >= 1" in capsys.readouterr().err
-    assert cli.main(["compare", "--alpha", "1.3", "--num-estimators", "4", "--models", "packed",
-                     "--profile", "quick", "--out", "/tmp/unused"]) == 2  # fmt: skip
-    assert "Try alpha=" in capsys.readouterr().err
-
-
-def test_compare_without_data_says_what_to_do(tmp_path, capsys, monkeypatch):
-    import urllib.error
-
-    import torchvision
-
+def test_a_missing_data_set_says_what_to_do(tmp_path, capsys, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network (test)")
 
-    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
+    monkeypatch.setattr(data, "_fetch_url", offline)
     argv = ["compare", "--profile", "quick", "--data-dir", str(tmp_path / "empty"),
             "--mirror", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "o")]  # fmt: skip
-    code = cli.main(argv)
-    assert code == 1
+    assert cli.main(argv) == cli.EXIT_FAILED
     err = capsys.readouterr().err
     assert "data problem" in err and "TUTORIAL_DATA_MIRROR" in err
 
 
-def test_compare_shift_option(real_root, tmp_path, capsys):
-    import json
+def test_out_is_a_file_and_divergence_have_their_own_messages(real_root, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    common = ["--profile", "quick", "--models", "lenet", "--data-dir", str(real_root)]
+    assert cli.main(["compare", *common, "--out", str(tmp_path / "file")]) == cli.EXIT_FAILED
+    assert "is a file, not a folder" in capsys.readouterr().err
+    code = cli.main(["compare", *common, "--lr", "1e6", "--out", str(tmp_path / "o")])
+    assert code == cli.EXIT_DIVERGED
+    err = capsys.readouterr().err
+    assert "training diverged at epoch 0" in err and "lower the learning rate" in err
+    assert len(err.strip().splitlines()) == 1
 
+
+def test_compare_shift_option(real_root, tmp_path, capsys):
     out = tmp_path / "shift"
     argv = ["compare", "--models", "lenet", "--profile", "quick", "--shift", "--data-dir",
             str(real_root), "--mirror", str(tmp_path / "none"), "--out", str(out)]  # fmt: skip
@@ -80,4 +111,35 @@ def test_compare_shift_option(real_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Under shift" in printed and "cal/ECE" in printed
     assert (out / "plots" / "shift.png").exists()
-    assert len(json.loads((out / "results.json").read_text())["shift"]) == 1 + 7 * 5
+    rows = json.loads((out / "results.json").read_text())["shift"]
+    assert len(rows) == 1 + 7 * 5 and {r["seed"] for r in rows} == {0}
+
+
+def make_course(root, cells=("print(6 * 7)",)):
+    """A tiny course folder: book.toml and one notebook."""
+    (root / "notebooks").mkdir(parents=True)
+    (root / "book.toml").write_text('[book]\ntitle = "T"\nsrc = "build/book-src"\n\n'
+                                    '[build]\nbuild-dir = "build/book"\n')  # fmt: skip
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# 1. Tiny\n\nMath: $x^2$.")]
+    notebook.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(notebook, root / "notebooks" / "01_tiny.ipynb")
+    return root / "notebooks" / "01_tiny.ipynb"
+
+
+def test_notebooks_and_book_find_the_course_from_the_current_folder(tmp_path, monkeypatch, capsys):
+    path = make_course(tmp_path / "course")
+    (tmp_path / "course" / "notebooks" / "deep").mkdir()
+    monkeypatch.chdir(tmp_path / "course" / "notebooks" / "deep")  # below the root, as git
+    assert cli.main(["notebooks", "--profile", "quick"]) == 0  # no --execute needed
+    assert "01_tiny.ipynb" in capsys.readouterr().out
+    outputs = nbformat.read(path, 4).cells[1].outputs
+    assert outputs[0]["text"].strip() == "42"  # executed, stored in place
+    assert cli.main(["book"]) == 0
+    assert (tmp_path / "course" / "build" / "book" / "01_tiny.html").exists()
+    monkeypatch.chdir(tmp_path)  # no course here
+    assert cli.main(["book"]) == cli.EXIT_FAILED
+    assert "pass --root" in capsys.readouterr().err
+    assert cli.main(["book", "--root", str(tmp_path / "course")]) == 0
+    assert cli.main(["notebooks", "--root", str(tmp_path / "course"), "missing.ipynb"]) == 1
+    assert "No such notebook" in capsys.readouterr().err

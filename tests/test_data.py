@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import urllib.error
+import warnings
 
 import numpy as np
 import pytest
@@ -50,7 +51,8 @@ def fake_mirror(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable (test)")
 
-    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
+    monkeypatch.setattr(data, "_fetch_url", offline)
+    monkeypatch.setattr(data, "_verified", {})
     for f in raw.iterdir():
         f.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     yield tmp_path / "mirror"
@@ -152,6 +154,105 @@ def test_unreadable_cache_is_rebuilt(fake_mirror, tmp_path):
     assert torch.load(cache, weights_only=True)["images"].shape == (10, 28, 28)
 
 
+def _flip_byte_in_payload(cache):
+    """Flip one pixel byte inside the cached image tensor (as a disk error would)."""
+    blob = bytearray(cache.read_bytes())
+    images = torch.load(cache, weights_only=True)["images"].numpy().tobytes()
+    start = bytes(blob).find(images[:64])
+    assert start >= 0
+    blob[start + 100] ^= 0xFF
+    cache.write_bytes(bytes(blob))
+
+
+def test_a_byte_flipped_in_the_cache_is_detected_and_rebuilt(fake_mirror, tmp_path):
+    clean, labels = data.load_split("MNIST", False, tmp_path / "root", fake_mirror)
+    cache = tmp_path / "root" / "MNIST" / "raw" / "test.uint8.pt"
+    _flip_byte_in_payload(cache)
+    with pytest.warns(UserWarning, match="does not match its sha256"):
+        images, again = data.load_split("MNIST", False, tmp_path / "root", fake_mirror)
+    assert torch.equal(images, clean) and torch.equal(again, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt: the next load trusts it silently
+        data.load_split("MNIST", False, tmp_path / "root", fake_mirror)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda c: c | {"images": c["images"][:5]}, "do not match"),
+        (lambda c: c | {"labels": c["labels"] + 250}, "outside 0-9"),
+        (lambda c: c | {"source_md5": "0" * 64}, "other raw files"),
+        (lambda c: c | {"images": c["images"].float()}, "dtype"),
+        (lambda c: {k: v for k, v in c.items() if k != "format"}, "format"),
+    ],
+)
+def test_inconsistent_caches_are_rebuilt(fake_mirror, tmp_path, change, reason):
+    clean, _ = data.load_split("MNIST", False, tmp_path / "root", fake_mirror)
+    cache = tmp_path / "root" / "MNIST" / "raw" / "test.uint8.pt"
+    torch.save(change(torch.load(cache, weights_only=True)), cache)
+    with pytest.warns(UserWarning, match=reason):
+        images, labels = data.load_split("MNIST", False, tmp_path / "root", fake_mirror)
+    assert torch.equal(images, clean) and int(labels.max()) <= 9
+
+
+def test_read_only_root_with_the_files_works_without_a_cache(fake_mirror, tmp_path, monkeypatch):
+    raw = data.prepare("MNIST", tmp_path / "root", fake_mirror)
+    expected, _ = data.load_split("MNIST", True, tmp_path / "root", fake_mirror)
+    (raw / "train.uint8.pt").unlink()
+
+    def read_only(*args, **kwargs):  # what a read-only folder answers (even to root's tests)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data, "save_tensors", read_only)
+    monkeypatch.setattr(data, "_raw_folder", read_only)  # nothing may need creating either
+    with pytest.warns(UserWarning, match="Cannot write the decoded cache"):
+        images, _ = data.load_split("MNIST", True, tmp_path / "root", fake_mirror)
+    assert torch.equal(images, expected)
+
+
+def test_a_root_that_cannot_be_created_says_what_to_do(fake_mirror, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(data.DataRootError, match="TUTORIAL_DATA_DIR"):
+        data.prepare("MNIST", tmp_path / "a-file" / "root", fake_mirror)
+
+
+def test_stale_parts_are_cleaned_and_files_are_world_readable(fake_mirror, tmp_path):
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    stale, fresh = raw / ".train-images-idx3-ubyte.gz.x1.part", raw / ".t10k.x2.part"
+    stale.write_bytes(b"x" * 1000)
+    fresh.write_bytes(b"y")
+    os.utime(stale, (1, 1))  # untouched for decades: a killed run's leftover
+    data.prepare("MNIST", tmp_path / "root", fake_mirror)
+    assert not stale.exists() and fresh.exists()  # a live writer's file is left alone
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in raw.glob("*.gz"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_download_checks_md5_and_writes_atomically(fake_mirror, tmp_path, monkeypatch):
+    good = (fake_mirror / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (fake_mirror / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").unlink()
+    calls = []
+
+    def fetch(url, handle, timeout=30.0):
+        calls.append(url)
+        payload = b"not the file" if len(calls) == 1 else good
+        handle.write(payload)
+        return hashlib.md5(payload).hexdigest()
+
+    monkeypatch.setattr(data, "_fetch_url", fetch)
+    monkeypatch.setattr(data.DATASETS["MNIST"], "mirrors", ["http://a.invalid/", "http://b/"])
+    raw = data.prepare("MNIST", tmp_path / "root", fake_mirror)
+    assert calls == [
+        "http://a.invalid/t10k-labels-idx1-ubyte.gz",
+        "http://b/t10k-labels-idx1-ubyte.gz",
+    ]
+    assert (raw / "t10k-labels-idx1-ubyte.gz").read_bytes() == good
+    assert not list(raw.glob(".*.part"))
+
+
 @pytest.mark.parametrize("offset", [(0, 0), (8, 8), (3, 6), (7, 1)])
 def test_random_crop_matches_torchvision(offset, monkeypatch):
     image = np.random.default_rng(2).integers(0, 256, (28, 28)).astype(np.uint8)
@@ -238,7 +339,7 @@ def test_datamodule_plain_loop(real_root):
     assert len(batches) == 4 and batches[0][0].shape == (512, 1, 28, 28)
     assert batches[-1][0].shape == (2000 - 3 * 512, 1, 28, 28)
     val = dm.val_dataloader()
-    assert sum(y.numel() for _, y in val) == 10_000
+    assert sum(y.numel() for _, y in val) == 5_000  # the held-out validation split
     id_loader, ood_loader = dm.test_dataloader()
     assert sum(y.numel() for _, y in ood_loader) == 10_000
     x, _ = next(iter(ood_loader))
@@ -260,14 +361,50 @@ def test_mirror_is_never_written(real_root):
     )
 
 
-def test_datamodule_holdout(real_root):
-    dm = data.MNISTDataModule(root=real_root, mirror=os.devnull, holdout=5000, train_subset=1000)
+def _hashes(images):
+    return {hashlib.sha256(image.numpy().tobytes()).hexdigest() for image in images}
+
+
+def test_validation_split_is_fixed_disjoint_and_never_augmented(real_root):
+    dm = data.MNISTDataModule(root=real_root, mirror=os.devnull, val_size=5000, seed=7)
     dm.setup()
-    assert len(dm.splits["train"][1]) == 1000 and len(dm.splits["holdout"][1]) == 5000
-    full, labels = data.load_split("MNIST", True, real_root)
-    assert torch.equal(dm.splits["holdout"][1], labels[-5000:])
-    assert sum(y.numel() for _, y in dm.holdout_dataloader()) == 5000
-    with pytest.raises(ValueError, match="holdout=N"):
-        d2 = data.MNISTDataModule(root=real_root, mirror=os.devnull)
-        d2.setup()
-        d2.holdout_dataloader()
+    other = data.MNISTDataModule(root=real_root, mirror=os.devnull, val_size=5000, seed=3)
+    other.setup()
+    assert dm.sizes() == {"train": 55_000, "val": 5_000, "test_id": 10_000, "test_ood": 10_000}
+    val_images, val_labels = dm.splits["val"]
+    assert torch.equal(val_images, other.splits["val"][0])  # the run's seed does not move it
+    train_hashes = _hashes(dm.splits["train"][0])
+    val_hashes, test_hashes = _hashes(val_images), _hashes(dm.splits["test"][0])
+    assert not val_hashes & train_hashes and not val_hashes & test_hashes
+    assert len(val_hashes) > 4990  # distinct images, not one repeated
+    assert torch.bincount(val_labels, minlength=10).min() > 350  # every class is represented
+    images, labels = next(iter(dm.val_dataloader()))
+    torch.testing.assert_close(images[:, 0], data.normalize(val_images[: len(labels)])[:, 0])
+    train, val = data.validation_indices(100, 10)
+    assert len(train) == 90 and len(val) == 10 and not set(train.tolist()) & set(val.tolist())
+    with pytest.raises(ValueError, match="val_size"):
+        data.validation_indices(100, 100)
+
+
+def test_train_subset_is_taken_after_the_split_and_val_size_zero(real_root):
+    dm = data.MNISTDataModule(root=real_root, mirror=os.devnull, train_subset=1000, val_size=0)
+    dm.setup()
+    assert dm.sizes()["train"] == 1000 and dm.sizes()["val"] == 0
+    assert dm.val_dataloader() == []
+    with pytest.raises(ValueError, match="No 'val' split"):
+        dm.eval_loader("val")
+
+
+def test_fashion_is_in_distribution_with_its_own_statistics(real_root):
+    dm = data.MNISTDataModule(root=real_root, mirror=os.devnull, dataset="fashion",
+                              eval_subset=100, val_size=1000)  # fmt: skip
+    dm.setup()
+    fashion, _ = data.load_split("FashionMNIST", False, real_root)
+    mnist, _ = data.load_split("MNIST", False, real_root)
+    assert torch.equal(dm.splits["test"][0], fashion[:100])
+    assert torch.equal(dm.splits["ood"][0], mnist[:100])
+    assert (dm.mean, dm.std) == data.STATS["FashionMNIST"]
+    x, _ = next(iter(dm.train_dataloader()))
+    assert abs(float(x.mean())) < 0.2 and abs(float(x.std()) - 1) < 0.2  # standardised
+    with pytest.raises(ValueError, match="dataset"):
+        data.MNISTDataModule(dataset="cifar")

@@ -1,17 +1,11 @@
-"""Deep ensembles, RepeatTarget, and fused (packed) training of M LeNets."""
+"""Deep ensembles, RepeatTarget, and fused (packed) training of M LeNets through fuse/unfuse."""
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from tutorial_lib.ensembles import (
-    DeepEnsemble,
-    RepeatTarget,
-    deep_ensembles,
-    pack_lenets,
-    unpack_lenets,
-)
-from tutorial_lib.models import LeNet
+from tutorial_lib.ensembles import DeepEnsemble, RepeatTarget, deep_ensembles, fuse, unfuse
+from tutorial_lib.models import LeNet, PackedLeNet
 
 
 def test_deep_ensembles_from_one_model_are_independent_copies():
@@ -64,16 +58,18 @@ def test_repeat_target_mean_loss_is_mean_of_member_losses():
     torch.testing.assert_close(loss, members.mean())
 
 
-def test_packed_alpha_m_is_a_deep_ensemble():
+def test_fused_ensemble_outputs_equal_the_sequential_ensemble():
     torch.manual_seed(0)
-    lenets = [LeNet() for _ in range(4)]
-    packed = pack_lenets(lenets)
+    ensemble = deep_ensembles(LeNet(), num_estimators=4)
+    lenets = list(ensemble.models)
+    packed = fuse(ensemble)
+    assert isinstance(packed, PackedLeNet) and packed.alpha == packed.num_estimators == 4
     assert sum(p.numel() for p in packed.parameters()) == 177_704
     x = torch.randn(6, 1, 28, 28)
-    torch.testing.assert_close(packed(x), DeepEnsemble(lenets)(x), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(packed.feats_forward(x), DeepEnsemble(lenets).feats_forward(x),
+    torch.testing.assert_close(packed(x), ensemble(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed.feats_forward(x), ensemble.feats_forward(x),
                                atol=1e-5, rtol=1e-5)  # fmt: skip
-    for original, back in zip(lenets, unpack_lenets(packed), strict=True):
+    for original, back in zip(lenets, unfuse(packed).models, strict=True):
         for (name, a), b in zip(
             original.state_dict().items(), back.state_dict().values(), strict=True
         ):
@@ -83,7 +79,7 @@ def test_packed_alpha_m_is_a_deep_ensemble():
 def test_fused_gradients_equal_separate_training():
     torch.manual_seed(0)
     lenets = [LeNet() for _ in range(3)]
-    packed = pack_lenets(lenets)
+    packed = fuse(DeepEnsemble(lenets))
     x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     F.cross_entropy(packed(x), RepeatTarget(3)((x, y))[1]).backward()
     for lenet in lenets:
@@ -99,8 +95,8 @@ def test_fused_gradients_equal_separate_training():
         torch.testing.assert_close(fused[m] * 3, lenet.conv2.weight.grad, atol=1e-5, rtol=1e-4)
 
 
-def test_unpack_refuses_a_true_packed_ensemble():
-    from tutorial_lib.models import PackedLeNet
-
+def test_unfuse_refuses_a_true_packed_ensemble_and_fuse_refuses_other_members():
     with pytest.raises(ValueError, match="alpha = num_estimators"):
-        unpack_lenets(PackedLeNet(alpha=2, num_estimators=4))
+        unfuse(PackedLeNet(alpha=2, num_estimators=4))
+    with pytest.raises(ValueError, match="DeepEnsemble of LeNets"):
+        fuse(DeepEnsemble([torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)]))

@@ -133,3 +133,59 @@ def test_shipped_ensemble_matches_its_manifest(real_root):
         assert measured[key] == pytest.approx(manifest["ensemble"][key], abs=3e-4), key
     assert measured["cls/Acc"] >= 0.995 and measured["ood/AUROC"] >= 0.99
     assert os.path.getsize(hub.DEFAULT_DIR / manifest["files"][0]["file"]) < 250_000
+
+
+@pytest.mark.parametrize(
+    ("manifest", "match"),
+    [
+        ("{truncated", "manifest.json is damaged"),
+        (json.dumps({"no_files": []}), "manifest.json is damaged"),
+        (json.dumps({"files": [{"file": "lenet_0.ckpt"}]}), "manifest.json is damaged"),
+        (json.dumps({"files": [{"file": "../other/lenet_0.ckpt", "sha256": "0"}]}), "outside"),
+    ],
+)
+def test_damaged_manifests_are_clear_errors_and_auto_falls_back(tmp_path, manifest, match,
+                                                                 offline_hub):  # fmt: skip
+    make_shipped(tmp_path / "pre")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "pre" / "manifest.json").write_text(manifest)
+    with pytest.raises(hub.PretrainedError, match=match):
+        hub.load_pretrained_ensemble("local", 1, directory=tmp_path / "pre")
+    fill_cache(offline_hub, n=1)
+    with pytest.warns(UserWarning, match="Trying the hub"):
+        ensemble = hub.load_pretrained_ensemble("auto", 1, directory=tmp_path / "pre",
+                                                cache_dir=offline_hub)  # fmt: skip
+    assert ensemble.num_estimators == 1
+
+
+def test_a_refused_pickle_never_suggests_weights_only_false(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo should-never-run",))
+
+    import pickle
+
+    (tmp_path / "evil.ckpt").write_bytes(pickle.dumps({"state_dict": Payload()}, protocol=2))
+    with pytest.raises(hub.PretrainedError) as info:
+        hub.load_member(tmp_path / "evil.ckpt")
+    message = str(info.value)
+    assert "refused for safety" in message and "weights_only=False" not in message
+
+
+def test_hub_files_of_wrong_size_are_refused_and_network_errors_wrapped(offline_hub, monkeypatch):
+    fill_cache(offline_hub, n=1)
+    monkeypatch.setattr(hub, "HUB_FILE_BYTES", (10, 20))
+    with pytest.raises(hub.PretrainedError, match="not a LeNet checkpoint: refused"):
+        hub.load_pretrained_ensemble("hub", 1, cache_dir=offline_hub)
+
+    class ProxyError(Exception):  # what httpx raises behind a broken proxy
+        pass
+
+    def broken(*args, **kwargs):
+        raise ProxyError("407 Proxy Authentication Required")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", broken)
+    with pytest.raises(hub.PretrainedError, match="ProxyError: 407 Proxy"):
+        hub.load_pretrained_ensemble("hub", 1, cache_dir=offline_hub)

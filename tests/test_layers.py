@@ -100,3 +100,48 @@ def test_invalid_configurations_name_layer_widths_and_fix():
         params = {"alpha": 2, "num_estimators": 2, **kwargs}
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             PackedLinear(8, 8, **params)
+
+
+def test_batch_linear_rows_of_member_m_use_its_fast_weights():
+    torch.manual_seed(0)
+    layer = layers.BatchLinear(6, 4, num_estimators=3)
+    x = torch.randn(3 * 5, 6)
+    out = layer(x)
+    assert out.shape == (15, 4)
+    for m in range(3):
+        rows = x[m * 5 : (m + 1) * 5]
+        expected = (rows * layer.r_group[m]) @ layer.weight.T * layer.s_group[m] + layer.bias[m]
+        torch.testing.assert_close(out[m * 5 : (m + 1) * 5], expected)
+    # with unit fast weights and no bias it is the shared linear map
+    with torch.no_grad():
+        layer.r_group.fill_(1.0)
+        layer.s_group.fill_(1.0)
+        layer.bias.zero_()
+    torch.testing.assert_close(layer(x), x @ layer.weight.T)
+
+
+def test_batch_conv_rows_of_member_m_use_its_fast_weights():
+    torch.manual_seed(0)
+    layer = layers.BatchConv2d(2, 3, 3, num_estimators=2, padding=1)
+    x = torch.randn(2 * 4, 2, 5, 5)
+    out = layer(x)
+    assert out.shape == (8, 3, 5, 5)
+    for m in range(2):
+        rows = x[m * 4 : (m + 1) * 4] * layer.r_group[m].view(1, 2, 1, 1)
+        expected = layer.conv(rows) * layer.s_group[m].view(1, 3, 1, 1)
+        expected = expected + layer.bias[m].view(1, 3, 1, 1)
+        torch.testing.assert_close(out[m * 4 : (m + 1) * 4], expected)
+
+
+def test_batch_layers_initialisation_and_errors():
+    torch.manual_seed(0)
+    layer = layers.BatchLinear(400, 300, num_estimators=4)
+    for name in ("r_group", "s_group"):
+        values = getattr(layer, name).detach()
+        assert abs(float(values.mean()) - 1.0) < 0.05 and abs(float(values.std()) - 0.5) < 0.05
+    assert layer.bias.abs().max() <= 1 / 400**0.5
+    assert layer.weight.shape == (300, 400) and layer.bias.shape == (4, 300)
+    with pytest.raises(ValueError, match="estimator-major"):
+        layer(torch.randn(7, 400))
+    with pytest.raises(ValueError, match="num_estimators"):
+        layers.BatchConv2d(1, 2, 3, num_estimators=0)

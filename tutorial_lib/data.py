@@ -1,18 +1,20 @@
-"""MNIST (in-distribution) and FashionMNIST (out-of-distribution) for the course.
+"""MNIST and FashionMNIST for the course: files, tensors, batches, and the splits of an experiment.
 
 Three layers, each usable alone:
 
 1. **Files.** :func:`prepare` puts the four original ``.gz`` files of a data set under
    ``<root>/<name>/raw/`` (the layout of torchvision's dataset classes), taking them from an
    offline mirror when one is given (``TUTORIAL_DATA_MIRROR``) and from the official mirrors
-   otherwise. Every file is checked against the md5 that torchvision checks. Files are written to
-   a temporary name and renamed only once verified, so an interrupted run never leaves a file a
-   later run would trust. A mirror is only read, never written to.
+   otherwise. Every file is checked against the md5 that torchvision checks, and written
+   atomically (:mod:`tutorial_lib.files`): an interrupted run never leaves a file a later run would
+   trust. A mirror is only read, never written to.
 2. **Tensors.** :func:`load_split` decodes the IDX files once into uint8 tensors and caches them
-   next to the raw files (``*.uint8.pt``).
+   next to the raw files (``*.uint8.pt``), with the sha256 of their bytes: a damaged cache is
+   detected on load and rebuilt from the md5-checked raw files.
 3. **Batches.** :class:`TensorBatchLoader` serves shuffled, normalised, augmented batches straight
    from those tensors on any device (no PIL, no worker processes), and :class:`MNISTDataModule`
-   wraps everything for Lightning.
+   holds an experiment's splits: training, a held-out **validation** split of the training images,
+   the in-distribution test set and the out-of-distribution test set.
 
 :func:`torchvision_dataset` gives the same files through torchvision's classes, for the reference
 pipeline and for cross-checks.
@@ -20,12 +22,12 @@ pipeline and for cross-checks.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,21 +37,29 @@ import torch
 import torchvision
 from torch import Tensor
 
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
+from tutorial_lib.files import atomic_write, remove_stale_parts, save_tensors
+
 CROP_PADDING = 4
+VAL_SPLIT_SEED = 2023  # fixed: the validation images are the same whatever the run's seed
 
 DATASETS: dict[str, type[torchvision.datasets.MNIST]] = {
     "MNIST": torchvision.datasets.MNIST,
     "FashionMNIST": torchvision.datasets.FashionMNIST,
 }
+# Per-pixel mean and standard deviation of each training set (images scaled to [0, 1]).
+STATS = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
+MNIST_MEAN, MNIST_STD = STATS["MNIST"]
 MNIST_CLASSES = [str(i) for i in range(10)]
 FASHION_CLASSES = [
     "T-shirt", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
+CLASSES = {"MNIST": MNIST_CLASSES, "FashionMNIST": FASHION_CLASSES}
+# An experiment's in-distribution data set and its out-of-distribution test set.
+PAIRS = {"mnist": ("MNIST", "FashionMNIST"), "fashion": ("FashionMNIST", "MNIST")}
 
 _IDX_MAGIC = {0x00000801: 1, 0x00000803: 3}  # labels (N,), images (N, H, W); both uint8
+_CACHE_FORMAT = 2
 
 
 class DataError(RuntimeError):
@@ -68,6 +78,10 @@ class CorruptDataError(DataError):
     """A raw file cannot be decoded (truncated, not gzip, bad IDX header)."""
 
 
+class DataRootError(DataError):
+    """The data root cannot be created or written."""
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The download root: ``root`` if given, else ``$TUTORIAL_DATA_DIR``, else ``./data``."""
     return Path(root or os.environ.get("TUTORIAL_DATA_DIR") or "data")
@@ -79,11 +93,6 @@ def data_mirror(mirror: str | os.PathLike | None = None) -> Path | None:
     return Path(value) if value else None
 
 
-def md5sum(path: str | os.PathLike) -> str:
-    """Hex md5 of a file (the checksum torchvision publishes)."""
-    return file_digest(path, "md5")
-
-
 def file_digest(path: str | os.PathLike, algorithm: str) -> str:
     """Hex digest of a file with a hashlib algorithm, read in 1 MiB chunks."""
     digest = hashlib.new(algorithm)
@@ -93,7 +102,31 @@ def file_digest(path: str | os.PathLike, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def _split_files(name: str, train: bool) -> tuple[str, str]:
+def md5sum(path: str | os.PathLike) -> str:
+    """Hex md5 of a file (the checksum torchvision publishes)."""
+    return file_digest(path, "md5")
+
+
+# files already verified by this process: path -> (size, mtime_ns) when its md5 matched
+_verified: dict[Path, tuple[int, int]] = {}
+
+
+def _has_md5(path: Path, md5: str) -> bool:
+    """Whether ``path`` exists with this md5 (remembered per process while size and mtime hold)."""
+    try:
+        stat = path.stat()
+    except OSError:  # missing, or a path through a file
+        return False
+    key = (stat.st_size, stat.st_mtime_ns)
+    if _verified.get(path) == key:
+        return True
+    if md5sum(path) != md5:
+        return False
+    _verified[path] = key
+    return True
+
+
+def _split_files(train: bool) -> tuple[str, str]:
     """Names of the (images, labels) ``.gz`` files of one split."""
     prefix = "train" if train else "t10k"
     return f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
@@ -106,38 +139,53 @@ def _resources(name: str) -> list[tuple[str, str]]:
     return list(DATASETS[name].resources)
 
 
-def _atomic_copy(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` through a temporary file in ``dst``'s folder, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _fetch_url(url: str, handle, timeout: float = 30.0) -> str:
+    """Stream ``url`` into the open binary file ``handle``; return the md5 of what was written."""
+    digest = hashlib.md5()
+    request = urllib.request.Request(url, headers={"User-Agent": "tutorial-lib"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            handle.write(chunk)
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def _download(name: str, filename: str, md5: str, dst: Path) -> list[str]:
-    """Try every official mirror of ``name`` for ``filename``; return the errors met.
+def _download(urls: list[str], md5: str, dst: Path) -> list[str]:
+    """Try each URL until one gives a file with this md5, written atomically to ``dst``.
 
-    The file lands in a temporary folder and is moved to ``dst`` only when its md5 matches.
+    Returns:
+        The errors met (empty on success).
     """
     errors = []
-    for base in DATASETS[name].mirrors:
-        with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".download-") as tmp:
-            try:
-                torchvision.datasets.utils.download_url(base + filename, tmp, filename)
-            except (urllib.error.URLError, OSError, RuntimeError) as err:
-                errors.append(f"{base}{filename}: {err}")
-                continue
-            got = md5sum(Path(tmp) / filename)
-            if got != md5:
-                errors.append(f"{base}{filename}: md5 {got}, expected {md5}")
-                continue
-            os.replace(Path(tmp) / filename, dst)
+    for url in urls:
+        try:
+            with atomic_write(dst) as handle:
+                got = _fetch_url(url, handle)
+                if got != md5:  # raised inside: the temporary file is discarded
+                    raise ValueError(f"md5 {got}, expected {md5}")
             return []
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            errors.append(f"{url}: {err}")
     return errors
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_write(dst) as out, open(src, "rb") as inp:
+        for chunk in iter(lambda: inp.read(1 << 20), b""):
+            out.write(chunk)
+
+
+def _raw_folder(name: str, root: str | os.PathLike | None) -> Path:
+    """``<root>/<name>/raw``, created; a :class:`DataRootError` that says what to do if not."""
+    raw = data_root(root) / name / "raw"
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataRootError(
+            f"Cannot create the data folder {raw} ({err.strerror or err}). Point "
+            "TUTORIAL_DATA_DIR (or --data-dir) at a folder you can write to."
+        ) from err
+    return raw
 
 
 def prepare(
@@ -147,6 +195,9 @@ def prepare(
     download: bool = True,
 ) -> Path:
     """Make sure the four raw ``.gz`` files of ``name`` are in ``<root>/<name>/raw/``, md5-checked.
+
+    A file with a wrong md5 is moved aside (``*.corrupt``) and fetched again; temporary files that
+    a killed run left behind are removed. Several processes may prepare the same root at once.
 
     Args:
         name: ``"MNIST"`` or ``"FashionMNIST"``.
@@ -160,46 +211,60 @@ def prepare(
     Raises:
         ChecksumError: a mirror's file has the wrong md5.
         DataNotFoundError: a file is missing and could be neither copied nor downloaded.
+        DataRootError: the root cannot be created, or a missing file cannot be written there.
     """
     resources = _resources(name)
     raw = data_root(root) / name / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
+    if all(_has_md5(raw / filename, md5) for filename, md5 in resources):
+        return raw  # everything in place: nothing to write (a read-only root is fine)
+    raw = _raw_folder(name, root)
+    remove_stale_parts(raw)
     mirror_dir = data_mirror(mirror)
     for filename, md5 in resources:
         dst = raw / filename
-        if dst.exists():
-            got = md5sum(dst)
-            if got == md5:
-                continue
-            aside = dst.with_name(dst.name + ".corrupt")
-            os.replace(dst, aside)
-            warnings.warn(
-                f"{dst} has md5 {got}, expected {md5}: moved it aside to {aside.name} "
-                "and fetching a fresh copy.",
-                stacklevel=2,
-            )
-        if mirror_dir is not None and (mirror_dir / name / "raw" / filename).exists():
-            src = mirror_dir / name / "raw" / filename
-            got = md5sum(src)
-            if got != md5:
-                raise ChecksumError(
-                    f"The mirror's {src} has md5 {got}, expected {md5}: the file is damaged or "
-                    "not the original. Replace it with the original file, or unset "
-                    "TUTORIAL_DATA_MIRROR to download it."
-                )
-            _atomic_copy(src, dst)
+        if _has_md5(dst, md5):
             continue
-        errors = _download(name, filename, md5, dst) if download else ["downloads disabled"]
-        if errors:
-            looked = f" nor in the mirror {mirror_dir / name / 'raw'}" if mirror_dir else ""
-            raise DataNotFoundError(
-                f"{name} file {filename} is not in {raw}{looked}, and downloading it failed:\n  "
-                + "\n  ".join(errors)
-                + "\nWithout network, point TUTORIAL_DATA_MIRROR (or mirror=...) at a folder "
-                f"holding {name}/raw/{filename}, or copy the original file into {raw} "
-                "(or set TUTORIAL_DATA_DIR to a folder that has it)."
-            )
+        if dst.exists():
+            aside = dst.with_name(dst.name + ".corrupt")
+            with contextlib.suppress(FileNotFoundError):  # another process moved it first
+                os.replace(dst, aside)
+            warnings.warn(f"{dst} has the wrong md5 (expected {md5}): moved it aside to "
+                          f"{aside.name}; fetching a fresh copy.", stacklevel=2)  # fmt: skip
+        try:
+            _fetch_one(name, filename, md5, raw, mirror_dir, download)
+        except PermissionError as err:
+            raise DataRootError(
+                f"Cannot write {dst} ({err.strerror}). Point TUTORIAL_DATA_DIR (or --data-dir) "
+                "at a folder you can write to."
+            ) from err
     return raw
+
+
+def _fetch_one(
+    name: str, filename: str, md5: str, raw: Path, mirror_dir: Path | None, download: bool
+) -> None:
+    dst = raw / filename
+    src = mirror_dir / name / "raw" / filename if mirror_dir is not None else None
+    if src is not None and src.exists():
+        if not _has_md5(src, md5):
+            raise ChecksumError(
+                f"The mirror's {src} has md5 {md5sum(src)}, expected {md5}: the file is damaged "
+                "or not the original. Replace it with the original file, or unset "
+                "TUTORIAL_DATA_MIRROR to download it."
+            )
+        _copy(src, dst)
+        return
+    urls = [base + filename for base in DATASETS[name].mirrors]
+    errors = _download(urls, md5, dst) if download else ["downloads disabled"]
+    if errors:
+        looked = f" nor in the mirror {mirror_dir / name / 'raw'}" if mirror_dir else ""
+        raise DataNotFoundError(
+            f"{name} file {filename} is not in {raw}{looked}, and downloading it failed:\n  "
+            + "\n  ".join(errors)
+            + "\nWithout network, point TUTORIAL_DATA_MIRROR (or --mirror) at a folder "
+            f"holding {name}/raw/{filename}, or copy the original file into {raw} "
+            "(or set TUTORIAL_DATA_DIR to a folder that has it)."
+        )
 
 
 def read_idx(path: str | os.PathLike) -> Tensor:
@@ -237,6 +302,30 @@ def read_idx(path: str | os.PathLike) -> Tensor:
     return data.reshape(shape)
 
 
+def _sha256(tensor: Tensor) -> str:
+    return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _cache_problem(cached: object, key: str) -> str | None:
+    """Why a decoded cache cannot be trusted (None when it can)."""
+    if not isinstance(cached, dict) or cached.get("format") != _CACHE_FORMAT:
+        return "an older or unknown format"
+    if cached.get("source_md5") != key:
+        return "it was decoded from other raw files"
+    images, labels = cached.get("images"), cached.get("labels")
+    if not (isinstance(images, Tensor) and isinstance(labels, Tensor)):
+        return "it lacks images or labels"
+    if images.dtype != torch.uint8 or labels.dtype != torch.uint8:
+        return "wrong dtype"
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        return f"shapes {tuple(images.shape)} and {tuple(labels.shape)} do not match"
+    if labels.numel() and int(labels.max()) > 9:
+        return f"a label is {int(labels.max())}, outside 0-9"
+    if cached.get("sha256") != [_sha256(images), _sha256(labels)]:
+        return "its content does not match its sha256 (corrupted)"
+    return None
+
+
 def load_split(
     name: str,
     train: bool,
@@ -245,35 +334,40 @@ def load_split(
 ) -> tuple[Tensor, Tensor]:
     """Images and labels of one split, decoded once and cached next to the raw files.
 
+    The cache holds the sha256 of its image and label bytes, their shapes, dtype and label range,
+    all checked on every load; any mismatch rebuilds it from the md5-checked raw files, with a
+    one-line warning. A cache that cannot be written (read-only root) only costs the decoding.
+
     Returns:
         ``images`` (N, 28, 28) uint8 and ``labels`` (N,) int64, on the CPU.
     """
     raw = prepare(name, root, mirror)
-    images_gz, labels_gz = _split_files(name, train)
+    images_gz, labels_gz = _split_files(train)
     md5 = dict(_resources(name))
     cache = raw / f"{'train' if train else 'test'}.uint8.pt"
     key = md5[images_gz] + md5[labels_gz]
     if cache.exists():
         try:
             cached = torch.load(cache, weights_only=True)
-            if cached.get("source_md5") == key:
-                return cached["images"], cached["labels"]
-        except Exception as err:  # an unreadable cache is rebuilt, never trusted
-            warnings.warn(f"Rebuilding the unreadable cache {cache} ({err}).", stacklevel=2)
-    images, labels = read_idx(raw / images_gz), read_idx(raw / labels_gz).long()
+            problem = _cache_problem(cached, key)
+        except Exception as err:  # unreadable: rebuilt, never trusted
+            problem = f"unreadable ({type(err).__name__})"
+        if problem is None:
+            return cached["images"], cached["labels"].long()
+        warnings.warn(f"Rebuilding the decoded cache {cache}: {problem}.", stacklevel=2)
+    images, labels = read_idx(raw / images_gz), read_idx(raw / labels_gz)
     if images.shape[0] != labels.shape[0]:
         raise CorruptDataError(
             f"{raw}: {images.shape[0]} images but {labels.shape[0]} labels. Delete both files."
         )
-    fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{cache.name}.", suffix=".part")
-    os.close(fd)
+    entry = {"format": _CACHE_FORMAT, "images": images, "labels": labels, "source_md5": key,
+             "sha256": [_sha256(images), _sha256(labels)]}  # fmt: skip
     try:
-        torch.save({"images": images, "labels": labels, "source_md5": key}, tmp)
-        os.replace(tmp, cache)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return images, labels
+        save_tensors(entry, cache)
+    except OSError as err:
+        warnings.warn(f"Cannot write the decoded cache {cache} ({err.strerror or err}): "
+                      "decoding the raw files each time instead.", stacklevel=2)  # fmt: skip
+    return images, labels.long()
 
 
 def torchvision_dataset(
@@ -292,10 +386,10 @@ def torchvision_dataset(
     return DATASETS[name](str(data_root(root)), train=train, download=True, transform=transform)
 
 
-def normalize(images: Tensor) -> Tensor:
+def normalize(images: Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> Tensor:
     """uint8 images (B, 28, 28) -> float32 (B, 1, 28, 28): ``(x / 255 - mean) / std``."""
     out = images.unsqueeze(1).to(torch.float32)  # a new tensor: the in-place ops below are safe
-    return out.mul_(1 / (255.0 * MNIST_STD)).sub_(MNIST_MEAN / MNIST_STD)
+    return out.mul_(1 / (255.0 * std)).sub_(mean / std)
 
 
 def random_crop(images: Tensor, offsets: Tensor, padding: int = CROP_PADDING) -> Tensor:
@@ -334,6 +428,7 @@ class TensorBatchLoader:
         seed: base seed of the generator.
         rank, world_size: for data-parallel training, each rank iterates its own 1/world_size
             of every epoch's permutation (no padding: the last shard may be one batch shorter).
+        mean, std: normalisation (the training set's statistics: MNIST's by default).
     """
 
     def __init__(
@@ -347,6 +442,8 @@ class TensorBatchLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        mean: float = MNIST_MEAN,
+        std: float = MNIST_STD,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -356,6 +453,7 @@ class TensorBatchLoader:
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.drop_last, self.seed = drop_last, seed
         self.rank, self.world_size = rank, world_size
+        self.mean, self.std = mean, std
         self.epoch = 0
 
     def _indices(self) -> Tensor:
@@ -390,18 +488,35 @@ class TensorBatchLoader:
                     0, 2 * CROP_PADDING + 1, (batch.shape[0], 2), generator=g, device=device
                 )
                 images = random_crop(images, offsets)
-            yield normalize(images), self.labels[batch]
+            yield normalize(images, self.mean, self.std), self.labels[batch]
+
+
+def validation_indices(num_train: int, val_size: int) -> tuple[Tensor, Tensor]:
+    """Split ``range(num_train)`` into training and validation indices with a fixed seed.
+
+    Returns:
+        ``(train, val)``: sorted int64 indices, disjoint, ``val_size`` of them in ``val``.
+    """
+    if not 0 <= val_size < num_train:
+        raise ValueError(f"val_size must be in [0, {num_train}), got {val_size}.")
+    order = torch.randperm(num_train, generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+    return order[val_size:].sort().values, order[:val_size].sort().values
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """MNIST train/test and FashionMNIST test (the OOD set) on the fast tensor path.
+    """An experiment's splits on the fast tensor path: train, validation, ID test and OOD test.
 
-    ``train_dataloader`` serves augmented MNIST train batches; ``val_dataloader`` MNIST test;
-    ``test_dataloader`` the list ``[MNIST test, FashionMNIST test]``. Batches are
-    ``(images (B, 1, 28, 28) float32, labels (B,) int64)`` on ``device``.
+    ``dataset="mnist"``: MNIST is in distribution, FashionMNIST's **test** split is the OOD set
+    (10,000 images no model ever sees; the reference tutorial used the first 10,000 of its *train*
+    split instead). ``dataset="fashion"``: the other way round.
 
-    The OOD set is FashionMNIST's **test** split (10,000 images the models never saw in any form).
-    The reference tutorial used the first 10,000 images of FashionMNIST's *train* split instead.
+    The validation split is ``val_size`` training images chosen by a fixed seed
+    (:func:`validation_indices`), never trained on and never augmented: per-epoch validation,
+    temperatures and rejection thresholds use it, so that the test sets serve the final report
+    only. ``train_dataloader`` serves augmented training batches, ``val_dataloader`` the
+    validation split and ``test_dataloader`` the list ``[ID test, OOD test]``. Batches are
+    ``(images (B, 1, 28, 28) float32, labels (B,) int64)`` on ``device``, normalised with the
+    ID training set's statistics (the OOD set too: that is what the model sees).
 
     Args:
         root: download root (``$TUTORIAL_DATA_DIR`` or ``./data`` when ``None``).
@@ -410,12 +525,11 @@ class MNISTDataModule(L.LightningDataModule):
         eval_batch_size: batch size of validation and test.
         device: where batches live; ``None`` takes the attached trainer's device, else the CPU.
         augment: apply ``RandomCrop(28, padding=4)`` to training batches.
-        train_subset: keep only the first ``train_subset`` training images (quick profiles).
+        train_subset: keep only the first ``train_subset`` training images (after the split).
         eval_subset: keep only the first ``eval_subset`` images of each test set.
-        holdout: withhold the last ``holdout`` training images from training and serve them
-            through :meth:`holdout_dataloader` (held-out data to tune decisions on, never the
-            test set).
+        val_size: training images held out for validation (0: no validation).
         seed: seed of shuffling and augmentation.
+        dataset: ``"mnist"`` or ``"fashion"``.
     """
 
     def __init__(
@@ -428,25 +542,30 @@ class MNISTDataModule(L.LightningDataModule):
         augment: bool = True,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        holdout: int = 0,
+        val_size: int = 5000,
         seed: int = 0,
+        dataset: str = "mnist",
     ) -> None:
         super().__init__()
-        if holdout < 0:
-            raise ValueError(f"holdout must be >= 0, got {holdout}.")
+        if dataset not in PAIRS:
+            raise ValueError(f"dataset must be one of {sorted(PAIRS)}, got {dataset!r}.")
         for arg, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:
                 raise ValueError(f"{arg} must be >= 1, got {value}.")
+        if val_size < 0:
+            raise ValueError(f"val_size must be >= 0, got {val_size}.")
         self.root, self.mirror = data_root(root), data_mirror(mirror)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.device = torch.device(device) if device is not None else None
-        self.augment, self.seed = augment, seed
-        self.train_subset, self.eval_subset, self.holdout = train_subset, eval_subset, holdout
+        self.augment, self.seed, self.dataset = augment, seed, dataset
+        self.train_subset, self.eval_subset, self.val_size = train_subset, eval_subset, val_size
+        self.id_name, self.ood_name = PAIRS[dataset]
+        self.mean, self.std = STATS[self.id_name]
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def prepare_data(self) -> None:
         """Fetch (copy or download) and verify the raw files; decode them into the cache."""
-        for name, train in (("MNIST", True), ("MNIST", False), ("FashionMNIST", False)):
+        for name, train in ((self.id_name, True), (self.id_name, False), (self.ood_name, False)):
             load_split(name, train, self.root, self.mirror)
 
     def _device(self) -> torch.device:
@@ -456,32 +575,43 @@ class MNISTDataModule(L.LightningDataModule):
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the three splits onto the device (once)."""
+        """Split the training images and load every split onto the device (once)."""
         if self.splits:
             return
         device = self._device()
-        for key, name, train, subset in (
-            ("train", "MNIST", True, self.train_subset),
-            ("test", "MNIST", False, self.eval_subset),
-            ("ood", "FashionMNIST", False, self.eval_subset),
-        ):
-            images, labels = load_split(name, train, self.root, self.mirror)
-            if key == "train" and self.holdout:
-                if self.holdout >= images.shape[0]:
-                    raise ValueError(f"holdout={self.holdout} leaves no training image.")
-                cut = images.shape[0] - self.holdout
-                self.splits["holdout"] = (images[cut:].to(device), labels[cut:].to(device))
-                images, labels = images[:cut], labels[:cut]
-            self.splits[key] = (images[:subset].to(device), labels[:subset].to(device))
+        images, labels = load_split(self.id_name, True, self.root, self.mirror)
+        train, val = validation_indices(images.shape[0], self.val_size)
+        train = train[: self.train_subset]
+        self.splits["train"] = (images[train].to(device), labels[train].to(device))
+        if self.val_size:
+            self.splits["val"] = (images[val].to(device), labels[val].to(device))
+        for key, name in (("test", self.id_name), ("ood", self.ood_name)):
+            images, labels = load_split(name, False, self.root, self.mirror)
+            n = self.eval_subset
+            self.splits[key] = (images[:n].to(device), labels[:n].to(device))
+
+    def sizes(self) -> dict[str, int]:
+        """Images per split: ``{"train", "val", "test_id", "test_ood"}`` (after :meth:`setup`)."""
+        names = {"train": "train", "val": "val", "test_id": "test", "test_ood": "ood"}
+        return {k: len(self.splits[v][1]) if v in self.splits else 0 for k, v in names.items()}
 
     def _shard(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _eval_loader(self, key: str) -> TensorBatchLoader:
+    def eval_loader(self, key: str) -> TensorBatchLoader:
+        """Unshuffled, unaugmented batches of split ``key`` (``"val"``, ``"test"``, ``"ood"``)."""
+        if key not in self.splits:
+            raise ValueError(f"No {key!r} split: call setup() first (and use val_size > 0).")
         rank, world = self._shard()
         return TensorBatchLoader(
-            *self.splits[key], self.eval_batch_size, shuffle=False, rank=rank, world_size=world
+            *self.splits[key],
+            self.eval_batch_size,
+            shuffle=False,
+            rank=rank,
+            world_size=world,
+            mean=self.mean,
+            std=self.std,
         )
 
     def train_dataloader(self) -> TensorBatchLoader:
@@ -490,20 +620,14 @@ class MNISTDataModule(L.LightningDataModule):
         rank, world = self._shard()
         return TensorBatchLoader(
             *self.splits["train"], self.batch_size, shuffle=True, augment=self.augment,
-            seed=self.seed, rank=rank, world_size=world,
+            seed=self.seed, rank=rank, world_size=world, mean=self.mean, std=self.std,
         )  # fmt: skip
 
-    def val_dataloader(self) -> TensorBatchLoader:
-        return self._eval_loader("test")
+    def val_dataloader(self) -> TensorBatchLoader | list:
+        return self.eval_loader("val") if "val" in self.splits else []
 
     def test_dataloader(self) -> list[TensorBatchLoader]:
-        return [self._eval_loader("test"), self._eval_loader("ood")]
-
-    def holdout_dataloader(self) -> TensorBatchLoader:
-        """The withheld training images (see ``holdout``), unaugmented, in order."""
-        if "holdout" not in self.splits:
-            raise ValueError("No held-out images: build the data module with holdout=N.")
-        return self._eval_loader("holdout")
+        return [self.eval_loader("test"), self.eval_loader("ood")]
 
 
 def plot_samples(
@@ -511,8 +635,9 @@ def plot_samples(
     mirror: str | os.PathLike | None = None,
     per_set: int = 8,
     seed: int = 0,
+    dataset: str = "mnist",
 ):
-    """A labelled grid: ``per_set`` MNIST test images (ID) above as many FashionMNIST test (OOD).
+    """A labelled grid: ``per_set`` ID test images above as many OOD test images.
 
     Returns:
         A matplotlib Figure.
@@ -521,15 +646,14 @@ def plot_samples(
 
     g = torch.Generator().manual_seed(seed)
     fig, axes = plt.subplots(2, per_set, figsize=(1.3 * per_set, 3.2), squeeze=False)
-    for row, (name, classes, title) in enumerate(
-        (("MNIST", MNIST_CLASSES, "ID: MNIST"), ("FashionMNIST", FASHION_CLASSES, "OOD: Fashion"))
-    ):
+    for row, (role, name) in enumerate(zip(("ID", "OOD"), PAIRS[dataset], strict=True)):
         images, labels = load_split(name, False, root, mirror)
         picks = torch.randperm(images.shape[0], generator=g)[:per_set]
         for ax, i in zip(axes[row], picks.tolist(), strict=True):
             ax.imshow(images[i].numpy(), cmap="gray")
-            ax.set_title(classes[int(labels[i])], fontsize=9)
+            ax.set_title(CLASSES[name][int(labels[i])], fontsize=9)
             ax.axis("off")
-        axes[row][0].text(-6, 14, title, rotation=90, va="center", ha="right", fontsize=10)
+        label = f"{role}: {name.replace('MNIST', ' MNIST').strip()}"
+        axes[row][0].text(-6, 14, label, rotation=90, va="center", ha="right", fontsize=10)
     fig.tight_layout()
     return fig

@@ -5,9 +5,9 @@ A deep ensemble of ``M`` members maps a batch ``(B, ...)`` to ``(M*B, C)`` logit
 :class:`RepeatTarget` tiles the targets to match, so a mean cross-entropy over the ``M*B`` rows
 is the mean of the members' losses.
 
-Fused training: :func:`pack_lenets` copies ``M`` LeNets into one
+Fused training: :func:`fuse` turns a :class:`DeepEnsemble` of ``M`` LeNets into one
 ``PackedLeNet(alpha=M, num_estimators=M)``, whose grouped layers run all members in one kernel
-per layer with exactly the same outputs; :func:`unpack_lenets` copies them back.
+per layer with the same outputs (up to float rounding); :func:`unfuse` gives the ensemble back.
 """
 
 from __future__ import annotations
@@ -94,48 +94,53 @@ class RepeatTarget(nn.Module):
         return inputs, targets.repeat(self.num_repeats)
 
 
-def pack_lenets(lenets: Sequence[LeNet]) -> PackedLeNet:
-    """Copy ``M`` LeNets into one ``PackedLeNet(alpha=M, num_estimators=M, gamma=1)``.
+def fuse(ensemble: DeepEnsemble) -> PackedLeNet:
+    """One ``PackedLeNet(alpha=M, num_estimators=M, gamma=1)`` computing what the ensemble's ``M``
+    LeNets compute: its output rows ``m*B:(m+1)*B`` equal member ``m``'s logits.
 
-    The packed network's output rows ``m*B:(m+1)*B`` equal ``lenets[m](x)``; training it with a
-    mean loss over the ``M*B`` rows trains each member on its own loss scaled by ``1/M``.
+    Each layer of the packed network is filled, block by block, from the members' layer of the
+    same name (their weights and biases concatenated along the output dimension). Training the
+    fused network with a mean loss over its ``M*B`` rows trains each member on its own loss scaled
+    by ``1/M``, in one kernel per layer.
+
+    Raises:
+        ValueError: a member that is not a :class:`LeNet`, or members of different shapes.
     """
-    m = len(lenets)
-    first = lenets[0]
-    packed = PackedLeNet(first.conv1.in_channels, first.fc3.out_features, alpha=m, num_estimators=m)
-    pairs = (
-        (packed.conv1.conv, "conv1"), (packed.conv2.conv, "conv2"),
-        (packed.fc1, "fc1"), (packed.fc2, "fc2"), (packed.fc3, "fc3"),
-    )  # fmt: skip
+    members = list(ensemble.models)
+    if not all(type(m) is LeNet for m in members):
+        raise ValueError("fuse needs a DeepEnsemble of LeNets (use deep_ensembles(LeNet(), M)).")
+    first = members[0]
+    m = len(members)
+    packed = PackedLeNet(first.conv1.in_channels, first.fc3.out_features, alpha=m,
+                         num_estimators=m)  # fmt: skip
     with torch.no_grad():
-        for target, name in pairs:
-            target.weight.copy_(torch.cat([getattr(n, name).weight for n in lenets]))
-            target.bias.copy_(torch.cat([getattr(n, name).bias for n in lenets]))
+        for name, _ in first.named_children():
+            target = getattr(packed, name)
+            for param in ("weight", "bias"):
+                getattr(target, param).copy_(
+                    torch.cat([getattr(getattr(member, name), param) for member in members])
+                )
     return packed
 
 
-def unpack_lenets(packed: PackedLeNet) -> list[LeNet]:
-    """Inverse of :func:`pack_lenets`: the ``M`` LeNets of a ``PackedLeNet(alpha=M, M)``.
+def unfuse(packed: PackedLeNet) -> DeepEnsemble:
+    """Inverse of :func:`fuse`: the ``M`` LeNets of a ``PackedLeNet(alpha=M, M, gamma=1)``.
 
     Raises:
         ValueError: the packed network is not a deep ensemble (``alpha != M`` or ``gamma != 1``).
     """
     m = packed.num_estimators
-    if packed.fc1.ext_in != 256 * m or packed.fc1.groups != m:
+    if packed.alpha != m or packed.gamma != 1:
         raise ValueError(
-            "unpack_lenets needs a PackedLeNet with alpha = num_estimators, gamma = 1."
+            "unfuse needs a PackedLeNet with alpha = num_estimators and gamma = 1, got "
+            f"alpha={packed.alpha:g}, num_estimators={m}, gamma={packed.gamma}."
         )
-    in_channels = packed.conv1.conv.in_channels
-    lenets = [LeNet(in_channels, packed.fc3.out_features) for _ in range(m)]
-    sources = {
-        "conv1": packed.conv1.conv, "conv2": packed.conv2.conv,
-        "fc1": packed.fc1, "fc2": packed.fc2, "fc3": packed.fc3,
-    }  # fmt: skip
+    lenets = [LeNet(packed.conv1.conv.in_channels, packed.fc3.out_features) for _ in range(m)]
     with torch.no_grad():
-        for name, source in sources.items():
-            for i, (w, b) in enumerate(
-                zip(source.weight.chunk(m), source.bias.chunk(m), strict=True)
-            ):
-                getattr(lenets[i], name).weight.copy_(w)
-                getattr(lenets[i], name).bias.copy_(b)
-    return lenets
+        for name, _ in lenets[0].named_children():
+            source = getattr(packed, name)
+            for param in ("weight", "bias"):
+                chunks = getattr(source, param).chunk(m)
+                for lenet, chunk in zip(lenets, chunks, strict=True):
+                    getattr(getattr(lenet, name), param).copy_(chunk)
+    return DeepEnsemble(lenets)

@@ -12,7 +12,8 @@ keeps that path, through ``huggingface_hub.hf_hub_download`` and its cache (so i
 with ``HF_HUB_OFFLINE=1`` once the files are cached).
 
 Every file is read with ``torch.load(..., weights_only=True)`` into a :class:`LeNet` with
-``strict=True``.
+``strict=True``; a hub file's size is checked before it is read. Manifest entries must name files
+inside their folder.
 """
 
 from __future__ import annotations
@@ -28,13 +29,18 @@ import torch
 
 from tutorial_lib.data import file_digest
 from tutorial_lib.ensembles import DeepEnsemble
+from tutorial_lib.files import save_tensors
 from tutorial_lib.models import LeNet, lenet_from_state_dict
 
 HUB_REPO = "ENSTA-U2IS/tutorial-models"
 HUB_FILES = [f"version_{i}.ckpt" for i in range(8)]
 # The revision to download. Pin it to a commit id of the hub repository for reproducibility
-# (HUB_REVISION = "<40-hex commit>"); "main" follows the repository.
+# (HUB_REVISION = "<40-hex commit>") once one is known; "main" follows the repository. No commit id
+# could be looked up for this release (its development machines have no network).
 HUB_REVISION = "main"
+# A LeNet checkpoint holds ~44k float32 parameters (~180 KB) plus Lightning's bookkeeping: a hub
+# file outside this range is not one of the tutorial's members and is not even unpickled.
+HUB_FILE_BYTES = (100_000, 5_000_000)
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
 
 
@@ -50,11 +56,8 @@ def sha256sum(path: str | os.PathLike) -> str:
 def save_member(model: LeNet, path: str | os.PathLike) -> str:
     """Write one member in the reference's format (``{"state_dict": {"model.*": ...}}``),
     atomically; return its sha256."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
     state = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state}, tmp)
-    os.replace(tmp, path)
+    save_tensors({"state_dict": state}, path)
     return sha256sum(path)
 
 
@@ -67,9 +70,12 @@ def load_member(path: str | os.PathLike) -> LeNet:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        # torch's own message would suggest weights_only=False: never do that with a file you did
+        # not make, it runs arbitrary code
         raise PretrainedError(
-            f"{path} cannot be read as a weights-only checkpoint ({err}). The file is corrupted, "
-            "or it holds objects other than tensors; delete it and fetch it again."
+            f"{path} cannot be read as a weights-only checkpoint ({type(err).__name__}): the file "
+            "is corrupted, or it holds objects other than tensors, which are refused for safety. "
+            "Delete it and fetch it again."
         ) from err
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
@@ -80,7 +86,8 @@ def load_member(path: str | os.PathLike) -> LeNet:
         raise PretrainedError(f"{path}: wrong architecture. {err}") from err
 
 
-def _load_local(directory: Path, num_members: int) -> list[LeNet]:
+def _read_manifest(directory: Path) -> list[dict]:
+    """The manifest's file entries, checked: each names a file inside ``directory``."""
     manifest_path = directory / "manifest.json"
     if not manifest_path.exists():
         raise PretrainedError(
@@ -88,10 +95,27 @@ def _load_local(directory: Path, num_members: int) -> list[LeNet]:
             "repository (git checkout -- data/pretrained), run `tutorial-lib pretrain`, or use "
             "source='hub'."
         )
-    manifest = json.loads(manifest_path.read_text())
-    entries = manifest["files"]
+    try:
+        entries = json.loads(manifest_path.read_text())["files"]
+        checked = [{"file": str(e["file"]), "sha256": str(e["sha256"])} for e in entries]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise PretrainedError(
+            f"{manifest_path} is damaged ({type(err).__name__}: {err}): restore it (git checkout "
+            "-- data/pretrained) or re-run `tutorial-lib pretrain`."
+        ) from err
+    root = directory.resolve()
+    for entry in checked:
+        if not (root / entry["file"]).resolve().is_relative_to(root):
+            raise PretrainedError(f"{manifest_path} names {entry['file']!r}, outside {directory}: "
+                                  "refused. Restore the manifest.")  # fmt: skip
+    return checked
+
+
+def _load_local(directory: Path, num_members: int) -> list[LeNet]:
+    entries = _read_manifest(directory)
     if num_members > len(entries):
-        raise PretrainedError(f"{manifest_path} lists {len(entries)} members, {num_members} asked.")
+        raise PretrainedError(f"{directory / 'manifest.json'} lists {len(entries)} members, "
+                              f"{num_members} asked.")  # fmt: skip
     models = []
     for entry in entries[:num_members]:
         path = directory / entry["file"]
@@ -113,7 +137,6 @@ def _load_local(directory: Path, num_members: int) -> list[LeNet]:
 def _load_hub(num_members: int, revision: str, cache_dir: str | os.PathLike | None) -> list[LeNet]:
     import huggingface_hub.constants as hf_constants
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     if num_members > len(HUB_FILES):
         raise PretrainedError(f"The hub holds {len(HUB_FILES)} members, {num_members} asked.")
@@ -121,7 +144,7 @@ def _load_hub(num_members: int, revision: str, cache_dir: str | os.PathLike | No
     for filename in HUB_FILES[:num_members]:
         try:
             path = hf_hub_download(HUB_REPO, filename, revision=revision, cache_dir=cache_dir)
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+        except Exception as err:  # any transport error (HTTP, proxy, DNS, TLS, offline cache)
             hint = (
                 "HF_HUB_OFFLINE is set and the file is not in the hub cache"
                 if hf_constants.HF_HUB_OFFLINE
@@ -129,9 +152,14 @@ def _load_hub(num_members: int, revision: str, cache_dir: str | os.PathLike | No
             )
             raise PretrainedError(
                 f"Could not get {HUB_REPO}/{filename} (revision {revision}): {hint}. "
-                f"Details: {type(err).__name__}: {err}. Use source='local' for the checkpoints "
-                "shipped with the course, which need no network."
+                f"Details: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. "
+                "Use source='local' for the checkpoints shipped with the course, which need no "
+                "network."
             ) from err
+        size = os.path.getsize(path)
+        if not HUB_FILE_BYTES[0] <= size <= HUB_FILE_BYTES[1]:
+            raise PretrainedError(f"{HUB_REPO}/{filename} is {size:,} bytes, not a LeNet "
+                                  "checkpoint: refused. Delete it from the hub cache.")  # fmt: skip
         models.append(load_member(path))
     return models
 

@@ -1,7 +1,9 @@
-"""Packed layers (Laurent et al., "Packed-Ensembles for Efficient Uncertainty Estimation", 2023).
+"""Packed layers (Laurent et al., 2023) and BatchEnsemble layers (Wen et al., 2020).
 
-A packed layer holds the same layer of ``M`` ensemble members side by side, ``alpha`` times wider
-than one member's layer, and makes the members independent with grouped weights:
+**Packed layers** hold the same layer of ``M`` ensemble members side by side. The packed layer is
+``alpha`` times as wide as the base layer (``int(width * alpha)`` channels or features), and each
+member owns ``1/M`` of it, i.e. ``alpha/M`` of the base width (``alpha = M``: every member is a
+full-width copy). Grouped weights keep the members independent:
 
 - the **first** layer reads the shared input densely (``groups = 1``);
 - every later layer is **block-diagonal** with ``M * gamma`` groups: member ``m`` owns the ``m``-th
@@ -9,9 +11,13 @@ than one member's layer, and makes the members independent with grouped weights:
 - the **last** layer outputs ``M * C`` values per input, returned estimator-major as ``(M * B, C)``
   (rows ``m*B:(m+1)*B`` are member ``m``), the layout of the whole library.
 
-Widths: extended input = ``in`` if ``first`` else ``int(in * alpha)``; extended output =
-``out * M`` if ``last`` else ``int(out * alpha)``. With ``alpha = M`` and ``gamma = 1`` a packed
-network is exactly a deep ensemble of ``M`` networks.
+So a hidden layer's weights cost ``alpha^2 / (M * gamma)`` times the base layer's: with
+``alpha = 2, M = 4`` the whole network has about as many parameters as the base one.
+
+**BatchEnsemble layers** share one weight matrix ``W`` between the ``M`` members; member ``m``
+owns only two vectors ``r_m`` (input size) and ``s_m`` (output size) and a bias ``b_m``, so its
+effective weight is the rank-1 modulation ``W * (s_m r_m^T)``. Inputs are estimator-major
+``(M * B, ...)``: rows ``m*B:(m+1)*B`` belong to member ``m``.
 """
 
 from __future__ import annotations
@@ -124,6 +130,9 @@ def packed_linear_einsum(x: Tensor, weight: Tensor, bias: Tensor | None, groups:
 class PackedLinear(nn.Module):
     """Linear layer of ``num_estimators`` members packed side by side (see the module docstring).
 
+    ``ext_in = in_features`` if ``first`` else ``int(in_features * alpha)``; ``ext_out =
+    out_features * M`` if ``last`` else ``int(out_features * alpha)``.
+
     Input ``(B, ext_in)``; output ``(B, ext_out)``, or ``(M*B, out_features)`` when ``last``.
     ``weight`` is ``(ext_out, ext_in / groups)``: group ``g`` maps input block ``g`` to output
     rows ``g*ext_out/groups:(g+1)*ext_out/groups``. Each group is initialised like an
@@ -220,3 +229,105 @@ class PackedConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.conv(x)
         return to_estimator_major(y, self.num_estimators) if self.last else y
+
+
+def _split_members(x: Tensor, num_estimators: int) -> Tensor:
+    """(M*B, ...) estimator-major rows -> (M, B, ...); a ValueError if M does not divide M*B."""
+    if x.shape[0] % num_estimators:
+        raise ValueError(
+            f"BatchEnsemble layers need estimator-major inputs (M*B, ...) with M = "
+            f"{num_estimators}, got {x.shape[0]} rows: repeat the batch M times first."
+        )
+    return x.unflatten(0, (num_estimators, -1))
+
+
+def _init_fast_weights(layer: nn.Module, fan_in: int) -> None:
+    """r, s ~ N(1, 0.5) (the BatchEnsemble paper's random-sign-free variant); bias like
+    ``nn.Linear``'s, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    nn.init.normal_(layer.r_group, mean=1.0, std=0.5)
+    nn.init.normal_(layer.s_group, mean=1.0, std=0.5)
+    if layer.bias is not None:
+        bound = 1 / math.sqrt(fan_in)
+        nn.init.uniform_(layer.bias, -bound, bound)
+
+
+class BatchLinear(nn.Module):
+    """BatchEnsemble linear layer: ``y = ((x * r_m) W^T) * s_m + b_m`` for member ``m``'s rows.
+
+    Input ``(M*B, in_features)``, output ``(M*B, out_features)``, estimator-major. Parameters:
+    ``weight`` (out, in), shared, initialised like ``nn.Linear``'s; ``r_group`` (M, in),
+    ``s_group`` (M, out) and ``bias`` (M, out), one row per member.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, num_estimators: int, bias: bool = True
+    ) -> None:
+        super().__init__()
+        _check_hparams(1.0, num_estimators, 1)
+        self.in_features, self.out_features = in_features, out_features
+        self.num_estimators = num_estimators
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.r_group = nn.Parameter(torch.empty(num_estimators, in_features))
+        self.s_group = nn.Parameter(torch.empty(num_estimators, out_features))
+        self.bias = nn.Parameter(torch.empty(num_estimators, out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        _init_fast_weights(self, self.in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(M*B, in_features) -> (M*B, out_features)."""
+        xs = _split_members(x, self.num_estimators)  # (M, B, in)
+        y = F.linear(xs * self.r_group[:, None], self.weight) * self.s_group[:, None]
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.flatten(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}->{self.out_features}, num_estimators={self.num_estimators}"
+
+
+class BatchConv2d(nn.Module):
+    """BatchEnsemble 2-d convolution: ``y = conv(x * r_m, W) * s_m + b_m`` per member, the
+    vectors broadcast over the spatial dimensions.
+
+    Input ``(M*B, C_in, H, W)``, output ``(M*B, C_out, H', W')``, estimator-major. ``conv`` is a
+    bias-free ``nn.Conv2d`` shared by all members; ``r_group`` (M, C_in), ``s_group`` (M, C_out),
+    ``bias`` (M, C_out).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        num_estimators: int,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_hparams(1.0, num_estimators, 1)
+        self.num_estimators = num_estimators
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                              padding=padding, bias=False)  # fmt: skip
+        self.r_group = nn.Parameter(torch.empty(num_estimators, in_channels))
+        self.s_group = nn.Parameter(torch.empty(num_estimators, out_channels))
+        self.bias = nn.Parameter(torch.empty(num_estimators, out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.conv.reset_parameters()
+        fan_in = self.conv.weight[0].numel()
+        _init_fast_weights(self, fan_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(M*B, C_in, H, W) -> (M*B, C_out, H', W')."""
+        m = self.num_estimators
+        r = self.r_group[:, None, :, None, None]
+        y = self.conv((_split_members(x, m) * r).flatten(0, 1)).unflatten(0, (m, -1))
+        y = y * self.s_group[:, None, :, None, None]
+        if self.bias is not None:
+            y = y + self.bias[:, None, :, None, None]
+        return y.flatten(0, 1)

@@ -1,8 +1,16 @@
-"""LeNet and PackedLeNet, the two architectures of the course.
+"""The course's networks: LeNet and three ways to make an ensemble-like LeNet.
 
-LeNet is LeCun's 5-layer network as the reference tutorial uses it (44,426 parameters for
-MNIST). PackedLeNet is the same network built from packed layers: ``num_estimators`` LeNets,
-each ``alpha`` times wider, packed into one network that trains and predicts in one pass.
+- :class:`LeNet`: LeCun's 5-layer network as the reference tutorial uses it (44,426 parameters
+  for MNIST).
+- :class:`PackedLeNet`: ``num_estimators`` LeNets packed into one network (Laurent et al., 2023):
+  every layer ``alpha`` times as wide as LeNet's, each member ``alpha/M`` of LeNet's width.
+- :class:`MCDropoutLeNet`: LeNet with dropout that stays on at test time (Gal & Ghahramani, 2016):
+  ``T`` stochastic passes act as ``T`` members.
+- :class:`BatchEnsembleLeNet`: ``M`` members sharing LeNet's weights, each with rank-1 fast weights
+  (Wen et al., 2020).
+
+Every network maps ``(B, in_channels, 28, 28)`` to logits; the ensemble-like ones return
+``(M*B, C)`` estimator-major rows (member ``m`` in rows ``m*B:(m+1)*B``) at test time.
 """
 
 from __future__ import annotations
@@ -13,7 +21,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from tutorial_lib.layers import PackedConv2d, PackedLinear, to_estimator_major
+from tutorial_lib.layers import (
+    BatchConv2d,
+    BatchLinear,
+    PackedConv2d,
+    PackedLinear,
+    to_estimator_major,
+)
 
 
 class LeNet(nn.Module):
@@ -34,26 +48,71 @@ class LeNet(nn.Module):
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
 
-    def feats_forward(self, x: Tensor) -> Tensor:
-        """(B, in_channels, 28, 28) -> (B, 84) penultimate features."""
+    def _drop(self, x: Tensor) -> Tensor:
+        return x  # no dropout (MCDropoutLeNet overrides this)
+
+    def _features(self, x: Tensor) -> Tensor:
         # relu(max_pool(x)) == max_pool(relu(x)) exactly (both are monotone); pooling first
         # applies the ReLU to 4x fewer values, ~12 % faster per training step on CPU
         x = F.relu(F.max_pool2d(self.conv1(x), 2))
         x = F.relu(F.max_pool2d(self.conv2(x), 2))
-        x = torch.flatten(x, 1)
-        return F.relu(self.fc2(F.relu(self.fc1(x))))
+        x = self._drop(torch.flatten(x, 1))
+        return F.relu(self.fc2(self._drop(F.relu(self.fc1(x)))))
+
+    def feats_forward(self, x: Tensor) -> Tensor:
+        """(B, in_channels, 28, 28) -> (B, 84) penultimate features."""
+        return self._features(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, 28, 28) -> (B, num_classes) logits."""
-        return self.fc3(self.feats_forward(x))
+        return self.fc3(self._drop(self._features(x)))
+
+
+class MCDropoutLeNet(LeNet):
+    """LeNet with dropout before each fully connected layer, kept on at test time.
+
+    In training mode it is one network with dropout (outputs ``(B, C)``). In eval mode it runs
+    ``num_samples`` stochastic passes at once (the batch repeated ``T`` times, a fresh dropout
+    mask for every row) and returns them as ``T`` members, estimator-major ``(T*B, C)``.
+
+    Args:
+        in_channels, num_classes: as :class:`LeNet`.
+        num_samples: stochastic passes at test time, ``T >= 2``.
+        p: dropout probability.
+    """
+
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, num_samples: int = 8, p: float = 0.25
+    ) -> None:
+        super().__init__(in_channels, num_classes)
+        if num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2, got {num_samples}.")
+        if not 0 < p < 1:
+            raise ValueError(f"p must be in (0, 1), got {p}.")
+        self.num_estimators, self.p = num_samples, p
+
+    def _drop(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, training=True)  # on in eval mode too: Monte Carlo dropout
+
+    def _repeat(self, x: Tensor) -> Tensor:
+        return x if self.training else x.repeat(self.num_estimators, *([1] * (x.ndim - 1)))
+
+    def feats_forward(self, x: Tensor) -> Tensor:
+        """(B, ...) -> (B, 84) in training, (T*B, 84) estimator-major in eval mode."""
+        return self._features(self._repeat(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, ...) -> (B, C) in training, (T*B, C) estimator-major in eval mode."""
+        return self.fc3(self._drop(self._features(self._repeat(x))))
 
 
 class PackedLeNet(nn.Module):
-    """LeNet made of packed layers: ``num_estimators`` members, each ``alpha`` times wider.
+    """LeNet made of packed layers: ``num_estimators`` members in one network.
 
-    ``forward`` returns ``(M*B, num_classes)`` logits, estimator-major. With ``alpha = M`` and
-    ``gamma = 1`` it is exactly a deep ensemble of ``M`` LeNets (see
-    :func:`tutorial_lib.ensembles.pack_lenets`).
+    Every layer is ``alpha`` times as wide as LeNet's; each member owns ``alpha/M`` of LeNet's
+    width. ``forward`` returns ``(M*B, num_classes)`` logits, estimator-major. With ``alpha = M``
+    and ``gamma = 1`` it is exactly a deep ensemble of ``M`` LeNets (see
+    :func:`tutorial_lib.ensembles.fuse`).
 
     Args:
         in_channels: 1 for MNIST.
@@ -61,6 +120,10 @@ class PackedLeNet(nn.Module):
         alpha: width factor of every hidden layer.
         num_estimators: number of members ``M``.
         gamma: number of groups per member in the hidden layers.
+
+    Raises:
+        ValueError: widths that do not split into the groups (the message suggests values that
+            work).
     """
 
     def __init__(
@@ -72,7 +135,7 @@ class PackedLeNet(nn.Module):
         gamma: int = 1,
     ) -> None:
         super().__init__()
-        self.num_estimators = num_estimators
+        self.num_estimators, self.alpha, self.gamma = num_estimators, alpha, gamma
         common = {"alpha": alpha, "num_estimators": num_estimators, "gamma": gamma}
         self.conv1 = PackedConv2d(in_channels, 6, 5, first=True, **common)
         self.conv2 = PackedConv2d(6, 16, 5, **common)
@@ -95,12 +158,43 @@ class PackedLeNet(nn.Module):
         return self.fc3(self._hidden(x))
 
 
-def strip_prefix(state_dict: Mapping[str, Tensor], prefix: str = "model.") -> dict[str, Tensor]:
-    """Drop ``prefix`` from the keys that have it (Lightning checkpoints store ``model.conv1...``).
+class BatchEnsembleLeNet(nn.Module):
+    """LeNet of BatchEnsemble layers: ``num_estimators`` members sharing one set of weights.
 
-    Raises:
-        ValueError: no key has the prefix and no key already looks like a bare model key.
+    The input batch is repeated ``M`` times (each member sees every input) and flows through
+    :class:`~tutorial_lib.layers.BatchConv2d` / :class:`~tutorial_lib.layers.BatchLinear` layers;
+    outputs are ``(M*B, C)`` estimator-major, in training and in eval mode.
+
+    Args:
+        in_channels, num_classes: as :class:`LeNet`.
+        num_estimators: number of members ``M``.
     """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, num_estimators: int = 4):
+        super().__init__()
+        self.num_estimators = num_estimators
+        m = num_estimators
+        self.conv1 = BatchConv2d(in_channels, 6, 5, m)
+        self.conv2 = BatchConv2d(6, 16, 5, m)
+        self.fc1 = BatchLinear(256, 120, m)
+        self.fc2 = BatchLinear(120, 84, m)
+        self.fc3 = BatchLinear(84, num_classes, m)
+
+    def feats_forward(self, x: Tensor) -> Tensor:
+        """(B, in_channels, 28, 28) -> (M*B, 84) per-member features, estimator-major."""
+        x = x.repeat(self.num_estimators, *([1] * (x.ndim - 1)))
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))
+        return F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, in_channels, 28, 28) -> (M*B, num_classes) logits, estimator-major."""
+        return self.fc3(self.feats_forward(x))
+
+
+def strip_prefix(state_dict: Mapping[str, Tensor], prefix: str = "model.") -> dict[str, Tensor]:
+    """Drop ``prefix`` from the keys that have it (Lightning checkpoints store ``model.conv1...``);
+    a state dict without any prefixed key is returned as is."""
     if not any(k.startswith(prefix) for k in state_dict):
         return dict(state_dict)
     return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
@@ -113,7 +207,8 @@ def lenet_from_state_dict(state_dict: Mapping[str, Tensor], num_classes: int = 1
         ValueError: the keys or shapes are not LeNet's; the message lists the differences.
     """
     weights = strip_prefix(state_dict)
-    in_channels = int(weights["conv1.weight"].shape[1]) if "conv1.weight" in weights else 1
+    conv1 = weights.get("conv1.weight")
+    in_channels = int(conv1.shape[1]) if isinstance(conv1, Tensor) and conv1.ndim == 4 else 1
     model = LeNet(in_channels, num_classes)
     try:
         model.load_state_dict(weights, strict=True)

@@ -16,7 +16,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from tutorial_lib.metrics.ood import OODDetection
+from tutorial_lib.metrics.calibration import calibration_bins
+from tutorial_lib.metrics.ood import OODDetection, roc_curve
 from tutorial_lib.metrics.selective import aurc, risk_coverage_curve
 from tutorial_lib.metrics.validation import check_probs, check_targets
 
@@ -29,32 +30,40 @@ def reliability_diagram(
     probs: Tensor, targets: Tensor, n_bins: int = 15, title: str = "Reliability diagram"
 ) -> Figure:
     """Accuracy vs confidence per equal-width bin (with the gap to the diagonal), and the number
-    of samples per bin underneath."""
+    of samples per bin underneath.
+
+    The bins are those of the ECE in the metric tables (:func:`calibration_bins`, a confidence of
+    exactly 1.0 in the last bar), so the ECE in the title is the tables' ECE.
+    """
     mean = _mean_probs(probs)
     targets = check_targets(targets, mean.shape[0], mean.shape[1])
     conf, pred = mean.max(-1)
-    correct = (pred == targets).double()
-    edges = np.linspace(0, 1, n_bins + 1)
-    ids = np.minimum((conf.numpy() * n_bins).astype(int), n_bins - 1)
-    counts = np.bincount(ids, minlength=n_bins)
-    acc = np.bincount(ids, weights=correct.numpy(), minlength=n_bins) / np.maximum(counts, 1)
-    avg_conf = np.bincount(ids, weights=conf.numpy(), minlength=n_bins) / np.maximum(counts, 1)
-    centers, width = (edges[:-1] + edges[1:]) / 2, 1 / n_bins
+    counts, acc, avg_conf = (t.numpy() for t in calibration_bins(conf, pred == targets, n_bins))
+    width = 1 / n_bins
+    left = np.arange(n_bins + 1) * width  # the last bar: confidence exactly 1.0
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     filled = counts > 0
-    top.bar(centers[filled], acc[filled], width, edgecolor="black", label="accuracy")
-    top.bar(centers[filled], (avg_conf - acc)[filled], width, bottom=acc[filled], color="tab:red",
-            alpha=0.35, edgecolor="tab:red", label="gap to confidence")  # fmt: skip
+    top.bar(left[filled], acc[filled], width, align="edge", edgecolor="black", label="accuracy")
+    top.bar(
+        left[filled],
+        (avg_conf - acc)[filled],
+        width,
+        bottom=acc[filled],
+        align="edge",
+        color="tab:red",
+        alpha=0.35,
+        edgecolor="tab:red",
+        label="gap to confidence",
+    )
     top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ece = float(np.sum(counts * np.abs(acc - avg_conf)) / counts.sum())
     top.set(ylabel="accuracy", ylim=(0, 1), title=f"{title} (ECE {100 * ece:.2f}%)")
     top.legend(loc="upper left")
-    bottom.bar(centers, counts, width, edgecolor="black", color="tab:gray")
-    bottom.set(
-        xlabel="confidence (max mean probability)", ylabel="samples", yscale="log", xlim=(0, 1)
-    )
+    bottom.bar(left, counts, width, align="edge", edgecolor="black", color="tab:gray")
+    bottom.set(xlabel="confidence (max mean probability)", ylabel="samples", yscale="log",
+               xlim=(0, 1 + width))  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -102,9 +111,7 @@ def ood_histograms(
     left.legend(loc="upper left")
     scores = torch.cat([1 - id_conf, 1 - ood_conf])
     is_ood = torch.cat([torch.zeros_like(id_conf), torch.ones_like(ood_conf)]).bool()
-    order = torch.sort(scores, descending=True, stable=True).indices
-    tpr = torch.cat([torch.zeros(1), is_ood[order].double().cumsum(0) / is_ood.sum()])
-    fpr = torch.cat([torch.zeros(1), (~is_ood[order]).double().cumsum(0) / (~is_ood).sum()])
+    fpr, tpr = roc_curve(scores, is_ood)
     detection = OODDetection()
     detection.update(id_conf, False)
     detection.update(ood_conf, True)
@@ -200,7 +207,7 @@ def learning_curves(log_dir: str | os.PathLike, title: str = "Learning curves") 
         events = EventAccumulator(str(run), size_guidance={"scalars": 0})
         events.Reload()
         tags = events.Tags()["scalars"]
-        label = run.parent.name if run.name.startswith("version_") else run.name
+        label = str(run.relative_to(log_dir)) if run != Path(log_dir) else run.name
         if "train/loss" in tags:
             points = events.Scalars("train/loss")
             left.plot([p.step for p in points], [p.value for p in points], label=label, lw=1)
@@ -210,7 +217,11 @@ def learning_curves(log_dir: str | os.PathLike, title: str = "Learning curves") 
                 range(1, len(points) + 1), [100 * p.value for p in points], "o-", label=label
             )
     left.set(xlabel="training step", ylabel="training loss", yscale="log", title=title)
-    right.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Validation (MNIST test)")
+    right.set(
+        xlabel="epoch",
+        ylabel="validation accuracy (%)",
+        title="Validation (held-out training images)",
+    )
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -232,5 +243,38 @@ def packed_weight_diagram(layers: Mapping[str, nn.Module]) -> Figure:
         ax.imshow(full > 0, cmap="Blues", vmin=0, vmax=1.3)
         ax.set(title=f"{title}\n{full.shape[0]}x{full.shape[1]}, {g} groups",
                xlabel="input feature", ylabel="output feature")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def shift_boxplots(rows: list[dict], keys: tuple[str, ...] = ("cls/Acc", "cal/ECE")) -> Figure:
+    """Box plots over corruptions (and seeds) of each metric vs severity, one colour per model,
+    as in Ovadia et al. (2019). ``rows`` as :func:`tutorial_lib.compare.evaluate_shift` returns.
+
+    NLL is shown in nats, the other metrics in percent.
+    """
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    severities = sorted({r["severity"] for r in rows})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4), squeeze=False)
+    width = 0.8 / len(models)
+    for ax, key in zip(axes[0], keys, strict=True):
+        scale, unit = (1, "nats") if key.endswith("NLL") else (100, "%")
+        for i, model in enumerate(models):
+            data = [
+                [scale * r[key] for r in rows if r["model"] == model and r["severity"] == s]
+                for s in severities
+            ]
+            positions = [s + (i - (len(models) - 1) / 2) * width for s in severities]
+            box = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True,
+                             showfliers=False, manage_ticks=False)  # fmt: skip
+            for patch in box["boxes"]:
+                patch.set_facecolor(colours[i % len(colours)])
+            ax.plot([], [], color=colours[i % len(colours)], lw=8, label=model)
+        short = key.split("/")[-1]
+        ax.set(xticks=severities, xlabel="shift severity (0 = clean test set)",
+               ylabel=f"{short} ({unit})", title=f"{short} under shift")  # fmt: skip
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,10 +1,14 @@
-"""Metric tables: one model's report, or several models side by side.
+"""Metric tables and verdicts: one model's report, or several models side by side, with error bars.
 
-The same table renders three ways: a rich table in a terminal (``print_table``), clean HTML in a
-notebook (``_repr_html_``, no ANSI codes) and Markdown for the book (``to_markdown``); a comparison
-is also a pandas DataFrame (``to_dataframe``). Rows are grouped as the reference tutorial's
-tables. Acc, ECE, aECE, MCE, AUROC, AUPR, FPR95, AURC, AUGRC, Cov@xRisk and Risk@xCov show as
-percentages; everything else with 5 decimals (counts as integers).
+The same table renders three ways: a rich table in a terminal (``__rich__``), clean HTML in a
+notebook (``_repr_html_``, no ANSI codes) and Markdown for the book (``to_markdown``); it is also
+a pandas DataFrame (``to_dataframe``). Rows are grouped as the reference tutorial's tables, plus
+the metrics after temperature scaling (keys ``ts/...``) and the cost (parameters, FLOPs, time).
+With several seeds each cell shows ``mean ± std`` (sample standard deviation over seeds).
+
+:func:`verdicts` turns a table into sentences computed from it: on which metrics a model beats a
+baseline, on which it loses, and where the difference is **within noise** (see :func:`judge`).
+Cost is never counted as a "worse metric": it gets a sentence of its own.
 """
 
 from __future__ import annotations
@@ -14,80 +18,117 @@ import math
 import sys
 from collections.abc import Mapping
 
+from tutorial_lib.metrics.evaluate import HIGHER_IS_BETTER
+
+CALIBRATED = "ts/"  # prefix of the metrics after temperature scaling
 SECTIONS: dict[str, tuple[str, ...]] = {
     "Classification": ("cls/Acc", "cls/Brier", "cls/NLL", "cls/Entropy"),
     "Calibration": ("cal/ECE", "cal/aECE", "cal/MCE", "cal/GL"),
     "OOD Detection": ("ood/AUROC", "ood/AUPR", "ood/FPR95", "ood/Entropy"),
-    "Selective Classification": ("sc/AURC", "sc/AUGRC", "sc/Cov@5Risk", "sc/Risk@80Cov"),
+    "Selective Classification": ("sc/AURC", "sc/AUGRC", "sc/Cov@5Risk", "sc/Cov@1Risk",
+                                 "sc/Risk@80Cov"),
     "Ensemble Diversity": (
         "ens/Disagreement", "ens/Entropy", "ens/MI",
         "ood/ens_Disagreement", "ood/ens_Entropy", "ood/ens_MI",
     ),
-    "Complexity": ("cplx/params", "cplx/flops_per_image", "cplx/flops_batch", "cplx/fit_s"),
+    "After temperature scaling (T fitted on validation)": (
+        "ts/T", "ts/cls/Acc", "ts/cls/NLL", "ts/cls/Brier", "ts/cal/ECE", "ts/cal/aECE",
+        "ts/ood/AUROC", "ts/ood/FPR95", "ts/sc/AURC",
+    ),
+    "Cost": ("cplx/params", "cplx/flops_per_image", "cplx/fit_s", "cplx/images_per_s"),
 }  # fmt: skip
 
 PERCENT_NAMES = {"Acc", "ECE", "aECE", "MCE", "AUROC", "AUPR", "FPR95", "AURC", "AUGRC"}
-INTEGER_KEYS = {"cplx/params", "cplx/flops_per_image", "cplx/flops_batch"}
-
-# True: higher is better; False: lower is better; absent: neither (descriptive)
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "cls/Acc": True, "cls/Brier": False, "cls/NLL": False,
-    "cal/ECE": False, "cal/aECE": False, "cal/MCE": False, "cal/GL": False,
-    "ood/AUROC": True, "ood/AUPR": True, "ood/FPR95": False, "ood/Entropy": True,
-    "sc/AURC": False, "sc/AUGRC": False, "sc/Cov@5Risk": True, "sc/Risk@80Cov": False,
-    "ood/ens_MI": True,
-    "cplx/params": False, "cplx/flops_per_image": False, "cplx/flops_batch": False,
+INTEGER_KEYS = {"cplx/params", "cplx/flops_per_image", "cplx/flops_batch", "cplx/images_per_s"}
+# cost: lower is better (throughput: higher), shown with an arrow but never in a verdict's count
+COST_DIRECTION = {
+    "cplx/params": False,
+    "cplx/flops_per_image": False,
+    "cplx/flops_batch": False,
     "cplx/fit_s": False,
-}  # fmt: skip
+    "cplx/images_per_s": True,
+}
+
+
+def _base(key: str) -> str:
+    """The metric behind a key: ``"ts/cal/ECE"`` -> ``"cal/ECE"``."""
+    return key[len(CALIBRATED) :] if key.startswith(CALIBRATED) else key
+
+
+# the metrics a verdict weighs (each family once; descriptive and redundant rows left out)
+VERDICT_KEYS = ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE", "cal/GL", "ood/AUROC",
+                "ood/AUPR", "ood/FPR95", "sc/AURC", "sc/AUGRC")  # fmt: skip
+VERDICT_KEYS += tuple(f"{CALIBRATED}{k}" for k in ("cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE"))
+
+
+def direction(key: str) -> bool | None:
+    """True if higher is better, False if lower is better, None if neither (descriptive)."""
+    return COST_DIRECTION.get(key, HIGHER_IS_BETTER.get(_base(key)))
 
 
 def _is_percent(key: str) -> bool:
-    name = key.split("/", 1)[-1]
+    name = _base(key).split("/", 1)[-1]
     return name in PERCENT_NAMES or name.startswith(("Cov@", "Risk@"))
 
 
-def format_value(key: str, value: float) -> str:
-    """``"99.12%"`` for percentage metrics, ``"44,426"`` for counts, ``"0.01234"`` otherwise."""
+def format_value(key: str, value: float | None, spread: float | None = None) -> str:
+    """``"99.12%"``, ``"99.12 ± 0.05%"``, ``"44,426"``, ``"0.01234 ± 0.00100"``, ``"n/a"``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    pm = spread is not None and not math.isnan(spread)
     if key in INTEGER_KEYS:
-        return f"{int(value):,}"
+        return f"{value:,.0f}" + (f" ± {spread:,.0f}" if pm and spread else "")
     if key.endswith("_s"):
-        return f"{value:.1f} s"
+        return f"{value:.1f}" + (f" ± {spread:.1f}" if pm else "") + " s"
     if _is_percent(key):
-        return f"{100 * value:.2f}%"
-    return f"{value:.5f}"
+        return f"{100 * value:.2f}" + (f" ± {100 * spread:.2f}" if pm else "") + "%"
+    digits = 3 if key == "ts/T" else 5
+    return f"{value:.{digits}f}" + (f" ± {spread:.{digits}f}" if pm else "")
 
 
 def short_label(key: str) -> str:
     """The metric's display name, without arrow or unit (``"OOD Entropy"``, ``"ECE"``)."""
-    name = key.split("/", 1)[-1].replace("ens_", "ens. ").replace("fit_s", "training time")
-    if key.startswith("ood/") and not name.startswith(("AU", "FPR")):
+    if key == "ts/T":
+        return "temperature T"
+    base = _base(key)
+    name = base.split("/", 1)[-1].replace("ens_", "ens. ")
+    name = {"fit_s": "training time", "images_per_s": "training images/s"}.get(name, name)
+    if base.startswith("ood/") and not name.startswith(("AU", "FPR")):
         name = f"OOD {name}"
     return name
 
 
 def label(key: str) -> str:
     """Row label: the metric name, its arrow (↑ higher / ↓ lower is better) and unit."""
-    name = short_label(key)
-    arrow = {True: " ↑", False: " ↓"}.get(HIGHER_IS_BETTER.get(key), "")
-    return f"{name}{arrow}{' (%)' if _is_percent(key) else ''}"
+    arrow = {True: " ↑", False: " ↓"}.get(direction(key), "")
+    return f"{short_label(key)}{arrow}{' (%)' if _is_percent(key) else ''}"
 
 
 class MetricTable:
-    """Metrics of one or more models, grouped in sections.
+    """Metrics of one or more models, grouped in sections, with optional spreads.
 
     Args:
-        columns: ``{model name: {metric key: value}}``; keys as :func:`evaluate_predictions`
-            returns them (plus ``cplx/...`` for complexity and ``cal/GL`` for the grouping loss).
+        columns: ``{model name: {metric key: value}}``; keys as
+            :func:`~tutorial_lib.metrics.evaluate_predictions` returns them, plus ``cplx/...``
+            (cost), ``cal/GL`` (grouping loss) and ``ts/...`` (after temperature scaling).
         title: caption of the table.
+        spread: ``{model name: {metric key: standard deviation over seeds}}``, or None.
+        seeds: the number of seeds behind each value (shown in the caption).
     """
 
-    def __init__(self, columns: Mapping[str, Mapping[str, float]], title: str = "") -> None:
+    def __init__(
+        self,
+        columns: Mapping[str, Mapping[str, float]],
+        title: str = "",
+        spread: Mapping[str, Mapping[str, float | None]] | None = None,
+        seeds: int = 1,
+    ) -> None:
         if not columns:
             raise ValueError("MetricTable needs at least one column of metrics.")
         self.columns = {name: dict(values) for name, values in columns.items()}
-        self.title = title
+        self.spread = {name: dict(spread.get(name, {})) for name in columns} if spread else None
+        self.seeds = seeds
+        self.title = title + (f" (mean ± std over {seeds} seeds)" if seeds > 1 and title else "")
         known = [key for keys in SECTIONS.values() for key in keys]
         present = {key for values in self.columns.values() for key in values}
         self.sections = {
@@ -98,32 +139,36 @@ class MetricTable:
             self.sections["Other"] = extra
         self.sections = {s: keys for s, keys in self.sections.items() if keys}
 
+    def std(self, name: str, key: str) -> float | None:
+        """The spread of ``key`` for model ``name`` (None without spreads)."""
+        return None if self.spread is None else self.spread[name].get(key)
+
     def best(self, key: str) -> str | None:
-        """Name of the column with the best value of ``key`` (None if undefined or 1 column)."""
-        direction = HIGHER_IS_BETTER.get(key)
+        """Name of the column with the best mean of ``key`` (None if undefined or all equal)."""
+        better = direction(key)
         values = {
             name: v for name, col in self.columns.items()
             if (v := col.get(key)) is not None and not math.isnan(v)
         }  # fmt: skip
-        if direction is None or len(self.columns) < 2 or len(set(values.values())) < 2:
-            return None  # nothing to compare, or all equal
-        pick = max if direction else min
+        if better is None or len(self.columns) < 2 or len(set(values.values())) < 2:
+            return None
+        pick = max if better else min
         return pick(values, key=values.get)
 
     def rows(self) -> list[tuple[str, str, list[str], str | None]]:
-        """``(section, label, formatted values per column, best column)`` for each metric."""
+        """``(section, label, formatted cells per column, best column)`` for each metric."""
         out = []
         for section, keys in self.sections.items():
             for key in keys:
                 cells = [
-                    format_value(key, col[key]) if key in col else "–"
-                    for col in self.columns.values()
+                    format_value(key, col[key], self.std(name, key)) if key in col else "–"
+                    for name, col in self.columns.items()
                 ]
                 out.append((section, label(key), cells, self.best(key)))
         return out
 
     def to_dataframe(self):
-        """A pandas DataFrame: index (section, metric), one column per model, raw values."""
+        """A pandas DataFrame: index (section, metric), one column per model, the means."""
         import pandas as pd
 
         index, data = [], []
@@ -204,10 +249,31 @@ class MetricTable:
         return self.to_markdown()
 
 
-def verdicts(table: MetricTable, baseline: str) -> list[str]:
-    """One sentence per other column: on which metrics it beats ``baseline``, on which it loses.
+def judge(
+    value: float,
+    value_std: float | None,
+    base: float,
+    base_std: float | None,
+    higher_is_better: bool,
+) -> str:
+    """``"better"``, ``"worse"`` or ``"within noise"`` for a candidate's mean against a baseline's.
 
-    Only metrics with a direction (↑ or ↓) count; the sentences are computed, never typed.
+    The rule: a difference of means no larger than the sum of the two standard deviations over
+    seeds is within noise. Without spreads (one seed) only equal values are within noise.
+    """
+    noise = (value_std or 0.0) + (base_std or 0.0)
+    difference = value - base
+    if abs(difference) <= noise:
+        return "within noise"
+    return "better" if (difference > 0) == higher_is_better else "worse"
+
+
+def verdicts(table: MetricTable, baseline: str) -> list[str]:
+    """Sentences, one per other column: where it beats ``baseline``, where it loses, where the
+    difference is within noise, and what it costs.
+
+    The metrics weighed are :data:`VERDICT_KEYS` (the headline of each family; cost is never
+    counted); the sentences are computed from the table, never typed.
     """
     if baseline not in table.columns:
         raise ValueError(f"{baseline!r} is not a column: {list(table.columns)}.")
@@ -216,19 +282,34 @@ def verdicts(table: MetricTable, baseline: str) -> list[str]:
     for name, column in table.columns.items():
         if name == baseline:
             continue
-        better, worse = [], []
-        for key, value in column.items():
-            direction = HIGHER_IS_BETTER.get(key)
-            other = base.get(key)
-            if direction is None or other is None or math.isnan(value) or math.isnan(other):
+        found: dict[str, list[str]] = {"better": [], "worse": [], "within noise": []}
+        for key in VERDICT_KEYS:
+            value, other, better = column.get(key), base.get(key), direction(key)
+            if value is None or other is None or better is None:
                 continue
-            if value != other:
-                (better if (value > other) == direction else worse).append(short_label(key))
-        lines.append(
-            f"{name} vs {baseline}: better on {len(better)} metrics ({', '.join(better) or '-'}), "
-            f"worse on {len(worse)} ({', '.join(worse) or '-'})."
-        )
+            if math.isnan(value) or math.isnan(other):
+                continue
+            label_ = ("T-scaled " if key.startswith(CALIBRATED) else "") + short_label(key)
+            verdict = judge(value, table.std(name, key), other, table.std(baseline, key), better)
+            found[verdict].append(label_)
+        noise = "" if table.seeds > 1 else " (one seed: no noise estimate, run several seeds)"
+        parts = [f"{name} vs {baseline}{noise}:"]
+        parts += [
+            f"{kind} on {len(keys)} ({', '.join(keys) or '-'})" for kind, keys in found.items()
+        ]
+        sentence = parts[0] + " " + "; ".join(parts[1:]) + "."
+        cost = _cost_sentence(column, base)
+        lines.append(sentence + (f" Cost: {cost}." if cost else ""))
     return lines
+
+
+def _cost_sentence(column: Mapping[str, float], base: Mapping[str, float]) -> str:
+    ratios = []
+    for key, word in (("cplx/params", "parameters"), ("cplx/flops_per_image", "FLOPs"),
+                      ("cplx/fit_s", "training time")):  # fmt: skip
+        if column.get(key) and base.get(key):
+            ratios.append(f"{column[key] / base[key]:.2f}x the {word}")
+    return ", ".join(ratios)
 
 
 def report(metrics: Mapping[str, float], name: str = "value", title: str = "") -> MetricTable:
@@ -237,7 +318,7 @@ def report(metrics: Mapping[str, float], name: str = "value", title: str = "") -
 
 
 def compare(results: Mapping[str, Mapping[str, float]], title: str = "") -> MetricTable:
-    """Several models side by side, the best value of each row marked."""
+    """Several models side by side (one seed each), the best value of each row marked."""
     return MetricTable(results, title)
 
 

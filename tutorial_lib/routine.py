@@ -6,12 +6,15 @@ argument names follow the reference library's routine, so the course code reads 
 
 Evaluation: ``trainer.test(routine, dataloaders=[id_loader, ood_loader])`` (or a datamodule whose
 ``test_dataloader`` returns that list) computes every metric of :mod:`tutorial_lib.metrics`,
-prints the report, logs it to TensorBoard with a reliability diagram, and keeps
+logs them (``test/...``) and keeps
 
 - ``routine.test_results``: the flat ``{key: value}`` dict of metrics;
 - ``routine.test_predictions``: ``probs`` (N, M, C), ``targets`` (N,), ``ood_probs`` (N', M, C)
   and, with ``eval_grouping_loss``, ``features`` (N, M, F), all on the CPU, so that notebooks
   plot without running inference again.
+
+The routine only computes: showing reports is the caller's job (:func:`tutorial_lib.report.show`),
+and the trainer's callbacks draw the TensorBoard figures (:mod:`tutorial_lib.trainer`).
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.utilities.data import dim_zero_cat
 
-from tutorial_lib import report
 from tutorial_lib.metrics import UncertaintyMetrics, complexity, grouping_loss
+from tutorial_lib.metrics.calibration import CalibrationError
 from tutorial_lib.metrics.classification import NegativeLogLikelihood
 from tutorial_lib.recipes import Recipe, resolve_recipe
 
@@ -56,12 +59,12 @@ class PredictionStore(Metric):
 
 
 def to_member_probs(logits: Tensor, batch_size: int) -> Tensor:
-    """Estimator-major logits (M*B, C) -> per-member probabilities (B, M, C)."""
-    return to_member_major(logits.float().softmax(-1), batch_size)
+    """Estimator-major logits (M*B, C) -> per-member probabilities, input-major (B, M, C)."""
+    return to_input_major(logits.float().softmax(-1), batch_size)
 
 
-def to_member_major(rows: Tensor, batch_size: int) -> Tensor:
-    """Estimator-major rows (M*B, F) -> per-input, per-member (B, M, F)."""
+def to_input_major(rows: Tensor, batch_size: int) -> Tensor:
+    """Estimator-major rows (M*B, F) -> input-major (B, M, F): ``out[i, m] = rows[m*B + i]``."""
     return rows.reshape(-1, batch_size, rows.shape[-1]).transpose(0, 1)
 
 
@@ -82,7 +85,7 @@ def predict(model: nn.Module, loader, features: bool = False) -> dict[str, Tenso
         kept["targets"].append(targets.cpu())
         if features:
             kept["features"].append(
-                to_member_major(model.feats_forward(inputs), inputs.shape[0]).cpu()
+                to_input_major(model.feats_forward(inputs), inputs.shape[0]).cpu()
             )
     return {k: torch.cat(v) for k, v in kept.items() if v}
 
@@ -105,8 +108,7 @@ class ClassificationRoutine(L.LightningModule):
         eval_grouping_loss: also estimate the grouping loss (needs ``model.feats_forward``).
         eval_complexity: add parameter and FLOP counts to the test results.
         lr_mult: learning-rate multiplier passed to named recipes (see :mod:`tutorial_lib.recipes`).
-        name: the model's name in reports.
-        verbose: print the report at the end of ``trainer.test``.
+        lr: peak learning rate of a named recipe (``None``: the recipe's own).
     """
 
     def __init__(
@@ -121,8 +123,7 @@ class ClassificationRoutine(L.LightningModule):
         eval_grouping_loss: bool = False,
         eval_complexity: bool = True,
         lr_mult: float = 1.0,
-        name: str | None = None,
-        verbose: bool = True,
+        lr: float | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -135,9 +136,7 @@ class ClassificationRoutine(L.LightningModule):
         self.optim_recipe = optim_recipe
         self.is_ensemble, self.format_batch_fn = is_ensemble, format_batch_fn
         self.eval_ood, self.eval_grouping_loss = eval_ood, eval_grouping_loss
-        self.eval_complexity, self.lr_mult = eval_complexity, lr_mult
-        self.name = name or type(model).__name__
-        self.verbose = verbose
+        self.eval_complexity, self.lr_mult, self.lr = eval_complexity, lr_mult, lr
         recipe_name = optim_recipe if isinstance(optim_recipe, str) else None
         self.save_hyperparameters(
             {
@@ -147,13 +146,15 @@ class ClassificationRoutine(L.LightningModule):
                 "is_ensemble": is_ensemble,
                 "recipe": recipe_name or ("default" if optim_recipe is None else "custom"),
                 "lr_mult": lr_mult,
+                "lr": lr if lr is not None else "recipe default",
                 "eval_ood": eval_ood,
                 "eval_grouping_loss": eval_grouping_loss,
-            }
+            },
+            logger=False,  # the trainer's HParamsSummary logs them once, with the final metrics
         )
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_nll = NegativeLogLikelihood()
-        self.val_ece = MulticlassCalibrationError(num_classes, n_bins=15)
+        self.val_ece = CalibrationError(15)
         self.test_metrics = UncertaintyMetrics(num_classes, ensemble=is_ensemble, ood=eval_ood)
         self.store = PredictionStore()
         self.test_results: dict[str, float] = {}
@@ -166,7 +167,7 @@ class ClassificationRoutine(L.LightningModule):
 
     def configure_optimizers(self):
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
-        return resolve_recipe(self.optim_recipe, self.model, total, self.lr_mult)
+        return resolve_recipe(self.optim_recipe, self.model, total, self.lr_mult, self.lr)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if self.format_batch_fn is not None:
@@ -210,7 +211,7 @@ class ClassificationRoutine(L.LightningModule):
         probs = self._member_probs(inputs)
         features = None
         if self.eval_grouping_loss and dataloader_idx == 0:
-            features = to_member_major(self.model.feats_forward(inputs), inputs.shape[0])
+            features = to_input_major(self.model.feats_forward(inputs), inputs.shape[0])
         if dataloader_idx == 0:
             self.test_metrics.update(probs, targets)
             kept = {"probs": probs, "targets": targets}
@@ -239,23 +240,6 @@ class ClassificationRoutine(L.LightningModule):
             cost = complexity(self.model)
             results |= {f"cplx/{k}": float(v) for k, v in cost.items() if k != "batch_size"}
         self.log_dict({f"test/{k}": v for k, v in results.items()})
-        self._log_figures()
         self.test_results = results
-        if self.verbose and self.trainer.is_global_zero:
-            report.show(report.report(results, self.name, title=f"{self.name}: test results"))
         self.test_metrics.reset()
         self.store.reset()
-
-    def _log_figures(self) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        if not isinstance(self.logger, TensorBoardLogger) or not self.trainer.is_global_zero:
-            return
-        import matplotlib.pyplot as plt
-
-        from tutorial_lib.plots import reliability_diagram
-
-        kept = self.test_predictions
-        fig = reliability_diagram(kept["probs"], kept["targets"], title=self.name)
-        self.logger.experiment.add_figure("test/reliability_diagram", fig, self.global_step)
-        plt.close(fig)

@@ -1,21 +1,38 @@
-"""Engineering of training: devices and CPU tuning."""
+"""Engineering of training: devices, CPU tuning, logging, and the callbacks that watch a run.
+
+:func:`make_trainer` builds a Lightning Trainer that runs anywhere. Its callbacks:
+
+- :class:`CPUTuning` (on the CPU, on by default, ``cpu_tuning=False`` to turn off): channels-last
+  weights and glibc allocator thresholds, memory handed back after each fit and test;
+- :class:`DivergenceGuard`: stops training with :class:`TrainingDiverged` when the loss becomes
+  NaN/inf or explodes, instead of training on and failing at test time;
+- :class:`ReliabilityFigure`: the reliability diagram of the test set, into TensorBoard;
+- :class:`HParamsSummary`: the run's hyper-parameters with its final test metrics, so that
+  TensorBoard's HParams dashboard compares runs in one table.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
+import math
 import os
 import platform
 import sys
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import torch
 
-# Lightning 2.6 on torch 2.14 warns on every fit about a torch pytree API it still calls; it says
-# nothing a course user can act on, so it is silenced (only this message).
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+HPARAM_METRICS = ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC", "sc/AURC")
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN/inf or exploded; the message says where and what to do."""
+
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _tuned = False
@@ -142,46 +159,148 @@ class CPUTuning(L.Callback):
         release_cpu_memory()
 
 
+class DivergenceGuard(L.Callback):
+    """Stop training when the loss is NaN/inf, or above ``max(floor, factor x first loss)``.
+
+    Raises:
+        TrainingDiverged: "training diverged at epoch e, step k (loss = ...): lower the learning
+            rate".
+    """
+
+    def __init__(self, factor: float = 20.0, floor: float = 100.0) -> None:
+        self.factor, self.floor = factor, floor
+        self.first: float | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
+        if loss is None:
+            return
+        value = float(loss.detach())
+        if self.first is None and math.isfinite(value):
+            self.first = value
+        limit = max(self.floor, self.factor * (self.first or 0.0))
+        if not math.isfinite(value) or value > limit:
+            raise TrainingDiverged(
+                f"training diverged at epoch {trainer.current_epoch}, step {trainer.global_step} "
+                f"(loss = {value:.4g}, first loss {self.first or float('nan'):.4g}): lower the "
+                "learning rate (--lr) or use the default recipe."
+            )
+
+
+class ReliabilityFigure(L.Callback):
+    """After ``trainer.test``: the test set's reliability diagram, into TensorBoard."""
+
+    def __init__(self, title: str = "") -> None:
+        self.title = title
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        kept = getattr(pl_module, "test_predictions", {})
+        if not isinstance(trainer.logger, TensorBoardLogger) or "probs" not in kept:
+            return
+        if not trainer.is_global_zero:
+            return
+        import matplotlib.pyplot as plt
+
+        from tutorial_lib.plots import reliability_diagram
+
+        fig = reliability_diagram(kept["probs"], kept["targets"], title=self.title)
+        trainer.logger.experiment.add_figure("test/reliability_diagram", fig, trainer.global_step)
+        plt.close(fig)
+
+
+class HParamsSummary(L.Callback):
+    """After ``trainer.test``: the routine's hyper-parameters, ``extra`` ones (model name, seed,
+    data set...) and the final test metrics (``hparams/Acc``, ...), as one HParams record."""
+
+    def __init__(self, extra: Mapping[str, Any] | None = None) -> None:
+        self.extra = dict(extra or {})
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        results = getattr(pl_module, "test_results", {})
+        if not trainer.logger or not results or not trainer.is_global_zero:
+            return
+        params = {**dict(pl_module.hparams), **self.extra}
+        metrics = {f"hparams/{k.split('/', 1)[1]}": results[k]
+                   for k in HPARAM_METRICS if k in results}  # fmt: skip
+        from lightning.pytorch.core.saving import save_hparams_to_yaml
+
+        trainer.logger.log_hyperparams(params, metrics=metrics)
+        # the logger writes hparams.yaml only once, empty, at the start of the fit: rewrite it
+        save_hparams_to_yaml(os.path.join(trainer.logger.log_dir, "hparams.yaml"), params)
+
+
+_QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                  "lightning.fabric.utilities.seed")  # fmt: skip
+
+
+def _quiet_lightning() -> None:
+    """Silence Lightning's start-up banners ("GPU available...", "Tip: ...") and the torch pytree
+    deprecation that Lightning 2.6 triggers on every fit: nothing a course user can act on."""
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def make_trainer(
     max_epochs: int,
     name: str = "default",
     log_dir: str | os.PathLike = "lightning_logs",
+    version: str | None = None,
+    title: str = "",
+    hparams: Mapping[str, Any] | None = None,
+    cpu_tuning: bool = True,
     **overrides: Any,
 ) -> L.Trainer:
-    """A Lightning Trainer that runs anywhere, logging to ``<log_dir>/<name>/version_N``.
+    """A Lightning Trainer that runs anywhere, logging to ``<log_dir>/<name>/<version>``.
 
     - accelerator: the best one the machine has (CUDA, Apple MPS, CPU); ``accelerator="gpu"`` on
       a machine without a GPU falls back to the CPU with one warning instead of failing;
-    - TensorBoard logger, learning rate logged every step, a progress bar that renders in a
-      terminal and in a notebook;
+    - TensorBoard logger (learning rate every step, the reliability diagram and an HParams record
+      with the final metrics after ``trainer.test``); a progress bar only on a terminal (none in
+      notebooks or logs written to a file), no start-up banners;
+    - :class:`DivergenceGuard`: a NaN or exploding loss stops the fit with a clear message;
     - no checkpoints, no sanity validation and no model summary by default (the course's models
       train in seconds; pass ``enable_checkpointing=True`` etc. to get them back);
-    - on the CPU, the allocator tuning of :func:`tune_cpu_allocator` (memory released after each
-      fit and test) and channels-last weights.
+    - ``cpu_tuning`` (on by default): on the CPU, channels-last weights and the allocator tuning
+      of :func:`tune_cpu_allocator` (memory released after each fit and test).
 
     Args:
         max_epochs: number of training epochs.
-        name: run name: the logs go to ``<log_dir>/<name>/version_N``.
+        name: the logs go to ``<log_dir>/<name>/<version>``.
         log_dir: root folder of the TensorBoard logs.
+        version: run folder (default: ``version_N``, the next free number).
+        title: title of the TensorBoard figures.
+        hparams: extra hyper-parameters for the HParams record (model name, seed, ...).
+        cpu_tuning: apply :class:`CPUTuning` on the CPU.
         overrides: any other ``lightning.Trainer`` argument (``devices``, ``strategy``,
-            ``logger=False``, ``callbacks``, ...).
+            ``logger=False``, ``callbacks``, ``enable_progress_bar``...).
     """
     from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
     if max_epochs < 1:
         raise ValueError(f"max_epochs must be >= 1, got {max_epochs}.")
+    _quiet_lightning()
     accelerator = _choose_accelerator(overrides.pop("accelerator", None))
-    if accelerator == "cpu":
+    cpu_tuning = cpu_tuning and accelerator == "cpu"
+    if cpu_tuning:
         tune_cpu_allocator()
     logger = overrides.pop("logger", None)
     if logger is None:
-        logger = TensorBoardLogger(save_dir=str(log_dir), name=name, default_hp_metric=False)
-    callbacks: list[L.Callback] = [CPUTuning()]
-    if overrides.get("enable_progress_bar", True):
+        logger = TensorBoardLogger(save_dir=str(log_dir), name=name, version=version,
+                                   default_hp_metric=False)  # fmt: skip
+    progress = overrides.pop("enable_progress_bar", None)
+    progress = sys.stderr.isatty() if progress is None else progress
+    callbacks: list[L.Callback] = [DivergenceGuard()]
+    if cpu_tuning:
+        callbacks.append(CPUTuning())
+    if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if logger:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
+        callbacks += [LearningRateMonitor(logging_interval="step"), ReliabilityFigure(title),
+                      HParamsSummary(hparams)]  # fmt: skip
     callbacks += list(overrides.pop("callbacks", []))
     settings: dict[str, Any] = {
         "max_epochs": max_epochs,
@@ -193,6 +312,7 @@ def make_trainer(
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
         "log_every_n_steps": 1,
+        "enable_progress_bar": progress,
     }
     settings.update(overrides)
     return L.Trainer(**settings)

@@ -25,7 +25,7 @@ def complexity(
         ``{"params", "flops_per_image", "flops_batch", "batch_size"}`` as integers.
     """
     params = sum(p.numel() for p in model.parameters())
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.zeros(())).device  # a parameter-free module: CPU
     was_training = model.training
     model.eval()
     try:

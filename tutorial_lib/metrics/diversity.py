@@ -17,7 +17,13 @@ def disagreement(probs: Tensor) -> Tensor:
     """Per-sample fraction of member pairs whose argmax differ: (N, M, C) -> (N,).
 
     1 - sum_c C(n_c, 2) / C(M, 2), with n_c the number of members predicting class c.
+
+    Raises:
+        ValueError: not (N, M, C) with M >= 2 (one member has no pair to disagree with).
     """
+    if probs.ndim != 3 or probs.shape[1] < 2:
+        raise ValueError(f"disagreement needs (N, M >= 2, C) probabilities, got "
+                         f"{tuple(probs.shape)}.")  # fmt: skip
     m, c = probs.shape[1], probs.shape[2]
     counts = torch.nn.functional.one_hot(probs.argmax(-1), c).sum(1).double()  # (N, C)
     return 1 - (counts * (counts - 1) / 2).sum(-1) / (m * (m - 1) / 2)

@@ -4,7 +4,8 @@ Keys (values are fractions, never percentages):
 
 - ``cls/Acc``, ``cls/Brier``, ``cls/NLL``, ``cls/Entropy`` on the mean probabilities p̄;
 - ``cal/ECE``, ``cal/MCE`` (15 equal-width bins), ``cal/aECE`` (15 equal-mass bins);
-- ``sc/AURC``, ``sc/AUGRC``, ``sc/Cov@5Risk``, ``sc/Risk@80Cov`` (selective classification);
+- ``sc/AURC``, ``sc/AUGRC``, ``sc/Cov@5Risk``, ``sc/Cov@1Risk``, ``sc/Risk@80Cov`` (selective
+  classification);
 - with an OOD set: ``ood/AUROC``, ``ood/AUPR``, ``ood/FPR95``, ``ood/Entropy``;
 - for ensembles (M >= 2): ``ens/Disagreement``, ``ens/Entropy``, ``ens/MI`` on the ID set, and
   ``ood/ens_Disagreement``, ``ood/ens_Entropy``, ``ood/ens_MI`` on the OOD set.
@@ -12,11 +13,14 @@ Keys (values are fractions, never percentages):
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+from torchmetrics.classification import MulticlassAccuracy
 
-from tutorial_lib.metrics.calibration import AdaptiveCalibrationError
+from tutorial_lib.metrics.calibration import AdaptiveCalibrationError, CalibrationError
 from tutorial_lib.metrics.classification import BrierScore, MeanEntropy, NegativeLogLikelihood
 from tutorial_lib.metrics.diversity import EnsembleDiversity
 from tutorial_lib.metrics.ood import OODDetection
@@ -25,15 +29,27 @@ from tutorial_lib.metrics.validation import check_probs, check_targets
 
 N_BINS = 15
 
+# True: higher is better; False: lower is better; absent: neither (descriptive). Reports read it.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "cls/Acc": True, "cls/Brier": False, "cls/NLL": False,
+    "cal/ECE": False, "cal/aECE": False, "cal/MCE": False, "cal/GL": False,
+    "ood/AUROC": True, "ood/AUPR": True, "ood/FPR95": False, "ood/Entropy": True,
+    "sc/AURC": False, "sc/AUGRC": False, "sc/Cov@5Risk": True, "sc/Risk@80Cov": False,
+    "sc/Cov@1Risk": True, "ood/ens_MI": True,
+}  # fmt: skip
+
 
 class UncertaintyMetrics(nn.Module):
     """All metrics, streamed batch by batch (and synchronised across processes under DDP).
+
+    Every update must have the same number of members M (the first update sets it): the ID and
+    OOD sets of one model, batch after batch.
 
     Args:
         num_classes: number of classes C.
         ensemble: also compute the diversity metrics (needs M >= 2 members in every update).
         ood: also compute the OOD-detection metrics (feed the OOD set through ``update_ood``).
-        risk_level, coverage_level: levels of ``sc/Cov@xRisk`` and ``sc/Risk@xCov``.
+        risk_levels, coverage_level: levels of ``sc/Cov@xRisk`` and ``sc/Risk@xCov``.
     """
 
     def __init__(
@@ -41,17 +57,18 @@ class UncertaintyMetrics(nn.Module):
         num_classes: int,
         ensemble: bool = False,
         ood: bool = False,
-        risk_level: float = 0.05,
+        risk_levels: tuple[float, ...] = (0.05, 0.01),
         coverage_level: float = 0.8,
     ) -> None:
         super().__init__()
         self.num_classes, self.ensemble, self.ood = num_classes, ensemble, ood
+        self.members: int | None = None
         self.acc = MulticlassAccuracy(num_classes, average="micro")
         self.brier, self.nll, self.entropy = BrierScore(), NegativeLogLikelihood(), MeanEntropy()
-        self.ece = MulticlassCalibrationError(num_classes, n_bins=N_BINS, norm="l1")
-        self.mce = MulticlassCalibrationError(num_classes, n_bins=N_BINS, norm="max")
+        self.ece = CalibrationError(N_BINS, norm="l1")
+        self.mce = CalibrationError(N_BINS, norm="max")
         self.aece = AdaptiveCalibrationError(N_BINS)
-        self.selective = RiskCoverage(risk_level, coverage_level)
+        self.selective = RiskCoverage(risk_levels, coverage_level)
         if ensemble:
             self.diversity = EnsembleDiversity()
         if ood:
@@ -68,6 +85,14 @@ class UncertaintyMetrics(nn.Module):
             )
         if probs.shape[-1] != self.num_classes:
             raise ValueError(f"{name} has {probs.shape[-1]} classes, expected {self.num_classes}.")
+        if self.members is None:
+            self.members = probs.shape[1]
+        elif probs.shape[1] != self.members:
+            raise ValueError(
+                f"{name} has M = {probs.shape[1]} members, earlier updates had M = "
+                f"{self.members}: the ID and OOD predictions of one model must have the same "
+                "layout, (N, C) or (N, M, C)."
+            )
         return probs, probs.mean(1)
 
     @torch.no_grad()
@@ -121,9 +146,18 @@ class UncertaintyMetrics(nn.Module):
             out |= {f"ens/{k}": v for k, v in self.diversity.compute().items()}
             if self.ood:
                 out |= {f"ood/ens_{k}": v for k, v in self.ood_diversity.compute().items()}
-        return {k: float(v) for k, v in out.items()}
+        out = {k: float(v) for k, v in out.items()}
+        if math.isinf(out["cls/NLL"]):
+            warnings.warn(
+                "NLL is infinite: some true class got probability 0 (an over-confident model, "
+                "or probabilities rounded in low precision).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return out
 
     def reset(self) -> None:
+        self.members = None
         for module in self.children():
             module.reset()
 

@@ -18,6 +18,7 @@ from torch import Tensor
 from tutorial_lib.metrics.validation import check_probs, check_targets
 
 N_BINS = 15
+MIN_SAMPLES = 20
 
 
 def _stratified_halves(bins: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -54,13 +55,16 @@ def grouping_loss(
         GL = 2 E[(Q - 0.75)^2] = 0.125.
 
     Raises:
-        ValueError: bad inputs, or predictions that are all right (or all wrong), for which the
-            grouping loss is not defined.
+        ValueError: bad inputs, fewer than ``MIN_SAMPLES`` samples, or predictions that are all
+            right (or all wrong), for which the grouping loss is not defined.
     """
     from glest import GLEstimator
 
     probs = check_probs(probs)
     n = probs.shape[0]
+    if n < MIN_SAMPLES:
+        raise ValueError(f"The grouping loss needs at least {MIN_SAMPLES} samples (half of them "
+                         f"grow the partition, half evaluate it), got {n}.")  # fmt: skip
     targets = check_targets(targets, n, probs.shape[-1])
     features = torch.as_tensor(features).detach()
     if features.shape[0] != n or features.ndim not in (2, 3):

@@ -12,6 +12,38 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 from torchmetrics.utilities.data import dim_zero_cat
 
+from tutorial_lib.metrics.ranking import tie_group_ends
+
+
+def roc_curve(scores: Tensor, is_ood: Tensor) -> tuple[Tensor, Tensor]:
+    """The ROC curve of OOD detection, one point per distinct threshold, from (0, 0) to (1, 1).
+
+    Args:
+        scores: (N,) OOD scores, higher = more OOD.
+        is_ood: (N,) bool, True for OOD samples (the positive class).
+
+    Returns:
+        ``fpr`` (fraction of ID samples flagged) and ``tpr`` (fraction of OOD samples caught),
+        both (G + 1,) float64, G the number of distinct scores.
+    """
+    true_pos, false_pos, n_pos, n_neg = _counts_at_thresholds(scores, is_ood)
+    zero = torch.zeros(1, dtype=torch.float64, device=scores.device)
+    return (torch.cat([zero, false_pos.double() / n_neg]),
+            torch.cat([zero, true_pos.double() / n_pos]))  # fmt: skip
+
+
+def _counts_at_thresholds(scores: Tensor, is_ood: Tensor) -> tuple[Tensor, Tensor, int, int]:
+    """True and false positives at each distinct threshold, scanning scores in descending order."""
+    is_ood = is_ood.bool()
+    n_pos, n_neg = int(is_ood.sum()), int((~is_ood).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"OOD detection needs both ID and OOD samples, got {n_neg} ID and "
+                         f"{n_pos} OOD.")  # fmt: skip
+    order = torch.sort(scores, descending=True, stable=True).indices
+    ends = tie_group_ends(scores[order])
+    true_pos = is_ood[order].cumsum(0)[ends]
+    return true_pos, ends + 1 - true_pos, n_pos, n_neg
+
 
 def fpr_at_recall(scores: Tensor, is_ood: Tensor, recall_level: float = 0.95) -> float:
     """Fraction of ID samples flagged at the first threshold that detects ``recall_level`` of OOD.
@@ -23,20 +55,9 @@ def fpr_at_recall(scores: Tensor, is_ood: Tensor, recall_level: float = 0.95) ->
         scores: (N,) OOD scores, higher = more OOD.
         is_ood: (N,) bool, True for OOD samples.
     """
-    is_ood = is_ood.bool()
-    n_pos, n_neg = int(is_ood.sum()), int((~is_ood).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"FPR needs both ID and OOD samples, got {n_neg} ID and {n_pos} OOD.")
-    order = torch.sort(scores, descending=True, stable=True).indices
-    sorted_scores, sorted_ood = scores[order], is_ood[order]
-    ends = torch.cat(
-        [
-            torch.nonzero(sorted_scores[1:] != sorted_scores[:-1]).flatten(),
-            torch.tensor([scores.numel() - 1], device=scores.device),
-        ]
-    )
-    true_pos = sorted_ood.cumsum(0)[ends]
-    false_pos = ends + 1 - true_pos
+    if not 0 < recall_level <= 1:
+        raise ValueError(f"recall_level must be in (0, 1], got {recall_level}.")
+    true_pos, false_pos, n_pos, n_neg = _counts_at_thresholds(scores, is_ood)
     first = torch.nonzero(true_pos / n_pos >= recall_level).flatten()[0]
     return float(false_pos[first]) / n_neg
 

@@ -8,12 +8,23 @@ from torch import Tensor
 SUM_TOLERANCE = 1e-3
 
 
+def sum_tolerance(dtype: torch.dtype) -> float:
+    """How far a row of probabilities of this dtype may sum from 1: 1e-3, or 4 x the dtype's
+    machine epsilon if larger (float16: 3.9e-3, bfloat16: 3.1e-2), since each stored value is
+    rounded."""
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+    return max(SUM_TOLERANCE, 4 * eps)
+
+
 def check_probs(probs: Tensor, name: str = "probs") -> Tensor:
     """Validate probabilities and return them as ``(N, M, C)`` float64.
 
+    Low-precision inputs (float16, bfloat16) are accepted with a tolerance suited to their dtype
+    (:func:`sum_tolerance`) and renormalised in float64, so that every metric computes in float64.
+
     Args:
         probs: ``(N, C)`` for one model or ``(N, M, C)`` for ``M`` members, non-negative, each
-            row summing to 1 (within 1e-3).
+            row summing to 1.
 
     Raises:
         ValueError: wrong number of dimensions, empty, NaN or inf, negative values, rows that do
@@ -27,6 +38,8 @@ def check_probs(probs: Tensor, name: str = "probs") -> Tensor:
         )
     if probs.numel() == 0 or probs.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(probs.shape)}): nothing to evaluate.")
+    tolerance = sum_tolerance(probs.dtype)
+    low_precision = probs.dtype in (torch.float16, torch.bfloat16)
     probs = probs.detach().to(torch.float64)
     if probs.ndim == 2:
         probs = probs.unsqueeze(1)
@@ -37,12 +50,12 @@ def check_probs(probs: Tensor, name: str = "probs") -> Tensor:
     if (probs < 0).any():
         raise ValueError(f"{name} has negative values: pass probabilities (softmax), not logits.")
     worst = (probs.sum(-1) - 1).abs().max().item()
-    if worst > SUM_TOLERANCE:
+    if worst > tolerance:
         raise ValueError(
-            f"{name} rows must sum to 1 (tolerance {SUM_TOLERANCE}), worst is off by {worst:.3g}: "
+            f"{name} rows must sum to 1 (tolerance {tolerance:.3g}), worst is off by {worst:.3g}: "
             "apply a softmax over the classes first."
         )
-    return probs
+    return probs / probs.sum(-1, keepdim=True) if low_precision else probs
 
 
 def check_targets(targets: Tensor, num_samples: int, num_classes: int) -> Tensor:

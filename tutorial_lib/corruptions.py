@@ -1,10 +1,10 @@
-"""Distribution shift: corrupted MNIST test sets, and how the models' uncertainty holds up.
+"""Distribution shift at the data level: corrupted test sets at graded severities.
 
 Each corruption is a batched tensor operation on uint8 images (N, 28, 28), at severities 1 to 5
 (severity 0 is the identity), deterministic for a seed. They follow the spirit of MNIST-C
 (Mu & Gilmer, 2019) and of Ovadia et al. (NeurIPS 2019), who showed that calibration degrades
-under shift and that deep ensembles degrade least. When the real MNIST-C data set is on disk
-(``<data root or mirror>/mnist_c/<corruption>/test_images.npy``), :func:`load_mnist_c` reads it.
+under shift. Evaluating models on them is the experiment loop's job
+(:func:`tutorial_lib.compare.evaluate_shift`).
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from tutorial_lib.data import TensorBatchLoader, data_mirror, data_root, load_split
+from tutorial_lib.data import load_split
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -149,25 +148,6 @@ def corrupt(images: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     return CORRUPTIONS[name](images.cpu(), severity, g)
 
 
-def load_mnist_c(
-    name: str, root: str | os.PathLike | None = None, mirror: str | os.PathLike | None = None
-) -> tuple[Tensor, Tensor] | None:
-    """The real MNIST-C test set of corruption ``name``, if it is on disk; else None.
-
-    Looks for ``mnist_c/<name>/test_images.npy`` and ``test_labels.npy`` under the data root, then
-    the mirror. Returns images (N, 28, 28) uint8 and labels (N,) int64.
-    """
-    import numpy as np
-
-    for base in (data_root(root), data_mirror(mirror)):
-        folder = Path(base) / "mnist_c" / name if base else None
-        if folder and (folder / "test_images.npy").exists():
-            images = torch.from_numpy(np.load(folder / "test_images.npy")).reshape(-1, 28, 28)
-            labels = torch.from_numpy(np.load(folder / "test_labels.npy")).long()
-            return images.to(torch.uint8), labels
-    return None
-
-
 def shifted_test_set(
     name: str,
     severity: int,
@@ -175,104 +155,13 @@ def shifted_test_set(
     mirror: str | os.PathLike | None = None,
     seed: int = 0,
     subset: int | None = None,
+    dataset: str = "MNIST",
 ) -> tuple[Tensor, Tensor]:
-    """MNIST test images under corruption ``name`` at ``severity``, with their labels.
+    """The test set of ``dataset`` under corruption ``name`` at ``severity``, with its labels.
 
     Returns:
         images (N, 28, 28) uint8 and labels (N,) int64 on the CPU.
     """
-    images, labels = load_split("MNIST", False, root, mirror)
+    images, labels = load_split(dataset, False, root, mirror)
     images, labels = images[:subset], labels[:subset]
     return corrupt(images, name, severity, seed), labels
-
-
-@torch.no_grad()
-def evaluate_shift(
-    models: dict[str, torch.nn.Module],
-    corruptions: tuple[str, ...] = tuple(CORRUPTIONS),
-    severities: tuple[int, ...] = (0, *SEVERITIES),
-    root: str | os.PathLike | None = None,
-    mirror: str | os.PathLike | None = None,
-    seed: int = 0,
-    subset: int | None = None,
-    grouping: bool = True,
-    batch_size: int = 2048,
-) -> list[dict]:
-    """Accuracy, NLL, ECE (and the grouping loss) of each model on each corrupted test set.
-
-    Args:
-        models: ``{name: model}``; each maps (B, 1, 28, 28) to (B, C) or estimator-major
-            (M*B, C) logits (and has ``feats_forward`` when ``grouping``).
-
-    Returns:
-        One row per (model, corruption, severity): ``{"model", "corruption", "severity",
-        "cls/Acc", "cls/NLL", "cal/ECE", "cal/GL"}`` (severity 0, clean data, once per model with
-        corruption ``"none"``).
-    """
-    from tutorial_lib.metrics import evaluate_predictions, grouping_loss
-    from tutorial_lib.routine import predict
-    from tutorial_lib.trainer import release_cpu_memory
-
-    rows = []
-    sets = [("none", 0)] if 0 in severities else []
-    sets += [(c, s) for c in corruptions for s in severities if s > 0]
-    for corruption, severity in sets:
-        name = corruption if corruption != "none" else next(iter(CORRUPTIONS))
-        images, labels = shifted_test_set(name, severity, root, mirror, seed, subset)
-        loader = TensorBatchLoader(images, labels, batch_size, shuffle=False)
-        for model_name, model in models.items():
-            kept = predict(model, loader, features=grouping)
-            probs = kept["probs"]
-            metrics = evaluate_predictions(probs, labels)
-            row = {"model": model_name, "corruption": corruption, "severity": severity}
-            row |= {k: metrics[k] for k in ("cls/Acc", "cls/NLL", "cal/ECE")}
-            if grouping:
-                try:
-                    row["cal/GL"] = grouping_loss(probs, labels, kept["features"])["GL"]
-                except ValueError:  # all right (or all wrong): not defined
-                    row["cal/GL"] = float("nan")
-            rows.append(row)
-        release_cpu_memory()
-    return rows
-
-
-def summarize_shift(rows: list[dict], key: str = "cls/Acc") -> dict[str, dict[int, float]]:
-    """``{model: {severity: mean of key over corruptions}}`` (severity 0: the clean test set)."""
-    table: dict[str, dict[int, list[float]]] = {}
-    for row in rows:
-        table.setdefault(row["model"], {}).setdefault(row["severity"], []).append(row[key])
-    return {m: {s: sum(v) / len(v) for s, v in sorted(by.items())} for m, by in table.items()}
-
-
-def plot_shift(rows: list[dict], keys: tuple[str, ...] = ("cls/Acc", "cal/ECE")):
-    """Box plots over corruptions of each metric vs severity, one colour per model (Ovadia et al.).
-
-    Returns:
-        A matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
-
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    severities = sorted({r["severity"] for r in rows})
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4), squeeze=False)
-    width = 0.8 / len(models)
-    for ax, key in zip(axes[0], keys, strict=True):
-        for i, model in enumerate(models):
-            data = [
-                [100 * r[key] for r in rows if r["model"] == model and r["severity"] == s]
-                for s in severities
-            ]
-            positions = [s + (i - (len(models) - 1) / 2) * width for s in severities]
-            box = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True,
-                             showfliers=False, manage_ticks=False)  # fmt: skip
-            for patch in box["boxes"]:
-                patch.set_facecolor(colours[i % len(colours)])
-            ax.plot([], [], color=colours[i % len(colours)], lw=8, label=model)
-        short = key.split("/")[-1]
-        ax.set(xticks=severities, xlabel="shift severity (0 = clean test set)",
-               ylabel=f"{short} (%)", title=f"{short} under shift")  # fmt: skip
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig

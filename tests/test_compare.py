@@ -1,0 +1,200 @@
+"""The experiment loop: fit_and_test, several seeds, temperature scaling, results.json, TensorBoard,
+evaluation under shift, fail-fast checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from tutorial_lib import compare
+from tutorial_lib.config import ExperimentConfig, parse_model
+from tutorial_lib.corruptions import CORRUPTIONS, corrupt
+from tutorial_lib.data import TensorBatchLoader
+from tutorial_lib.metrics import evaluate_predictions
+from tutorial_lib.models import LeNet
+from tutorial_lib.routine import predict
+
+TINY = {"train_subset": 512, "eval_subset": 300, "val_size": 300, "epochs": 1, "batch_size": 128}
+
+
+def tiny(tmp_path, real_root, **values):
+    where = {"data_dir": str(real_root), "mirror": os.devnull, "out": str(tmp_path / "out")}
+    return ExperimentConfig.create("full", **(TINY | where | values))
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory, real_root):
+    """LeNet and a deep ensemble of 2, two seeds each, temperature-scaled (one run, shared)."""
+    out = tmp_path_factory.mktemp("cmp")
+    config = tiny(out, real_root, models=("lenet", "deep-ensemble-2"), seeds=2,
+                  calibrate="temperature")  # fmt: skip
+    lines: list[str] = []
+    comparison = compare.run_comparison(config, progress=lines.append)
+    return config, comparison, lines, json.loads((out / "out" / "results.json").read_text())
+
+
+def test_results_json_tells_the_truth(two_seeds):
+    config, comparison, lines, results = two_seeds
+    assert results["complete"] is True
+    assert results["config"]["epochs"] == 1 and results["config"]["batch_size"] == 128
+    assert results["config"]["models"] == ["lenet", "deep-ensemble-2"]
+    assert results["run"]["seeds"] == [0, 1] and "torch" in results["run"]
+    sizes = {"train": 512, "val": 300, "test_id": 300, "test_ood": 300}
+    assert results["data"] == {"dataset": "mnist", "id": "MNIST", "ood": "FashionMNIST"} | sizes
+    assert len(lines) == 4 and lines[0].startswith("[1/4] LeNet, seed 0")
+    lenet = results["models"]["LeNet"]
+    assert lenet["steps"] == [4, 4]  # 512 images / batch 128, one epoch: what really ran
+    for key in ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC"):
+        per_seed = [run[key] for run in lenet["seeds"]]
+        assert lenet["metrics"][key] == pytest.approx(statistics.fmean(per_seed))
+        assert lenet["std"][key] == pytest.approx(statistics.stdev(per_seed))
+    assert lenet["seeds"][0] != lenet["seeds"][1]  # two seeds, two different models
+    assert len(lenet["temperature"]) == 2 and all(t > 0 for t in lenet["temperature"])
+    calibrated = lenet["calibrated"]
+    assert calibrated["metrics"]["cls/Acc"] == pytest.approx(lenet["metrics"]["cls/Acc"])
+    assert set(calibrated["std"]) == set(calibrated["metrics"])
+    assert "NaN" not in json.dumps(results)
+
+
+def test_a_seed_reproduces_and_temperature_is_fitted_on_validation(two_seeds):
+    config, comparison, _, _ = two_seeds
+    first = comparison.runs["LeNet"][0]
+    data = compare.make_data(config)
+    data.prepare_data()
+    data.setup()
+    again = compare.fit_and_test(parse_model("lenet"), data, config, seed=0)
+    assert again.metrics["cls/Acc"] == first.metrics["cls/Acc"]
+    assert again.metrics["cls/NLL"] == pytest.approx(first.metrics["cls/NLL"], rel=1e-5)
+    p = first.predictions
+    assert p["val_probs"].shape == (300, 1, 10) and p["probs"].shape == (300, 1, 10)
+    assert torch.equal(p["val_targets"], data.splits["val"][1])  # validation, not test
+    from tutorial_lib.calibration import ensemble_logits, fit_temperature
+
+    assert first.temperature == pytest.approx(
+        fit_temperature(ensemble_logits(p["val_probs"]), p["val_targets"])
+    )
+
+
+def test_tables_and_verdicts_carry_the_noise(two_seeds):
+    _, comparison, _, results = two_seeds
+    table = comparison.table()
+    assert "mean ± std over 2 seeds" in table.title
+    md = table.to_markdown()
+    acc = results["models"]["LeNet"]["metrics"]["cls/Acc"]
+    std = results["models"]["LeNet"]["std"]["cls/Acc"]
+    assert f"{100 * acc:.2f} ± {100 * std:.2f}%" in md
+    assert "temperature T" in md and "training time" in md
+    (verdict,) = comparison.verdicts()
+    assert verdict.startswith("Deep Ensemble (M=2) vs LeNet: better on")
+    assert "within noise on" in verdict and "Cost: 2.00x the parameters" in verdict
+    with open(os.path.join(comparison.config.out, "comparison.md")) as written:
+        assert verdict in written.read()
+
+
+def test_tensorboard_has_one_named_run_per_model_and_seed_with_hparams(two_seeds):
+    config, comparison, _, results = two_seeds
+    logs = os.path.join(config.out, "lightning_logs")
+    runs = sorted(os.path.relpath(root, logs) for root, _, names in os.walk(logs)
+                  if any(n.startswith("events.out") for n in names))  # fmt: skip
+    assert runs == ["deep-ensemble-2/seed0", "deep-ensemble-2/seed1", "lenet/seed0", "lenet/seed1"]
+    events = EventAccumulator(os.path.join(logs, "deep-ensemble-2", "seed1"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert info.hparams["name"].string_value == "Deep Ensemble (M=2)"  # its true name
+    assert info.hparams["model"].string_value == "deep-ensemble-2"
+    assert info.hparams["seed"].number_value == 1
+    acc = events.Scalars("hparams/Acc")[-1].value
+    assert acc == pytest.approx(results["models"]["Deep Ensemble (M=2)"]["seeds"][1]["cls/Acc"])
+    assert {"hparams/NLL", "hparams/ECE", "hparams/AUROC", "hparams/AURC"} <= set(
+        events.Tags()["scalars"]
+    )
+
+
+def test_plots_are_written(two_seeds):
+    config, _, _, _ = two_seeds
+    plots = sorted(os.listdir(os.path.join(config.out, "plots")))
+    assert plots == ["deep-ensemble-2_ood.png", "deep-ensemble-2_reliability.png",
+                     "lenet_ood.png", "lenet_reliability.png", "risk_coverage.png"]  # fmt: skip
+
+
+def test_mc_dropout_and_batch_ensemble_run_through_the_same_loop(tmp_path, real_root):
+    config = tiny(tmp_path, real_root, models=("mc-dropout", "batch-ensemble-2"), mc_samples=3)
+    data = compare.make_data(config)
+    data.prepare_data()
+    data.setup()
+    mc = compare.fit_and_test(parse_model("mc-dropout", config), data, config, seed=0)
+    assert mc.predictions["probs"].shape == (300, 3, 10) and "ens/MI" in mc.metrics
+    assert mc.steps == 4  # trained as one network: one row per image
+    be = compare.fit_and_test(parse_model("batch-ensemble-2"), data, config, seed=0)
+    assert be.predictions["probs"].shape == (300, 2, 10)
+    assert be.metrics["cplx/params"] == 44_190 + 2 * 939
+
+
+def test_shift_scores_the_corrupted_sets(real_root):
+    from tutorial_lib.data import STATS, load_split
+
+    images, labels = load_split("MNIST", False, real_root)
+    images, labels = images[:200], labels[:200]
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    rows = compare.evaluate_shift({"m": model}, images, labels, STATS["MNIST"], seed=3,
+                                  severities=(2,))  # fmt: skip
+    assert len(rows) == 1 + len(CORRUPTIONS)
+    clean = rows[0]
+    assert (clean["corruption"], clean["severity"]) == ("none", 0)
+    for row in rows[1:]:
+        shifted = corrupt(images, row["corruption"], 2, seed=3)
+        kept = predict(model, TensorBatchLoader(shifted, labels, 512, shuffle=False))
+        expected = evaluate_predictions(kept["probs"], labels)
+        assert row["cls/NLL"] == pytest.approx(expected["cls/NLL"]), row["corruption"]
+    assert len({round(r["cls/NLL"], 6) for r in rows}) > 4  # not the clean set each time
+
+
+def test_summarize_shift_averages_corruptions_then_seeds():
+    rows = [
+        {"model": "a", "severity": 1, "seed": seed, "corruption": c, "cls/Acc": value}
+        for seed, values in ((0, (0.9, 0.5)), (1, (0.8, 0.6)))
+        for c, value in zip(("x", "y"), values, strict=True)
+    ]
+    (mean, std), = compare.summarize_shift(rows, "cls/Acc")["a"].values()  # fmt: skip
+    assert mean == pytest.approx(0.7)  # seed means 0.7 and 0.7
+    assert std == pytest.approx(0.0)
+    rows[0]["cls/Acc"] = 1.0  # seed 0 mean 0.75, seed 1 mean 0.7
+    (mean, std), = compare.summarize_shift(rows, "cls/Acc")["a"].values()  # fmt: skip
+    assert mean == pytest.approx(0.725) and std == pytest.approx(statistics.stdev([0.75, 0.7]))
+
+
+def test_a_bad_combination_fails_before_any_training(tmp_path, real_root):
+    config = tiny(tmp_path, real_root, models=("lenet", "packed"), alpha=3.0, num_estimators=4)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="Try alpha="):
+        compare.run_comparison(config)
+    assert time.perf_counter() - start < 5
+    assert not (tmp_path / "out").exists()  # nothing written, nothing trained
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        compare.run_comparison(tiny(tmp_path, real_root, out=str(tmp_path / "file")))
+
+
+def test_interrupted_runs_keep_what_finished(tmp_path, real_root, monkeypatch):
+    config = tiny(tmp_path, real_root, models=("lenet", "deep-ensemble-2"))
+    real = compare.fit_and_test
+
+    def second_run_interrupted(spec, *args, **kwargs):
+        if spec.kind == "deep-ensemble":
+            raise compare.RunInterrupted()
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(compare, "fit_and_test", second_run_interrupted)
+    with pytest.raises(compare.RunInterrupted):
+        compare.run_comparison(config)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["complete"] is False and list(results["models"]) == ["LeNet"]

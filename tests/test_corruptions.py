@@ -1,0 +1,101 @@
+"""Corruptions: identity at severity 0, monotone in severity, deterministic for a seed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tutorial_lib import corruptions as shift
+from tutorial_lib.data import load_split
+
+
+@pytest.fixture(scope="module")
+def digits(real_root):
+    images, labels = load_split("MNIST", False, real_root)
+    return images[:200], labels[:200]
+
+
+@pytest.mark.parametrize("name", sorted(shift.CORRUPTIONS))
+def test_severity_zero_is_identity_and_severities_are_monotone(name, digits):
+    images, _ = digits
+    assert torch.equal(shift.corrupt(images, name, 0), images)
+    distances = [
+        (shift.corrupt(images, name, s).float() - images.float()).abs().mean().item()
+        for s in shift.SEVERITIES
+    ]
+    assert all(b > a for a, b in zip(distances, distances[1:], strict=False)), distances
+    out = shift.corrupt(images, name, 3)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("name", sorted(shift.CORRUPTIONS))
+def test_corruptions_are_deterministic_for_a_seed(name, digits):
+    images, _ = digits
+    assert torch.equal(
+        shift.corrupt(images, name, 2, seed=1), shift.corrupt(images, name, 2, seed=1)
+    )
+    if name not in ("gaussian_blur", "contrast"):  # the only two without randomness
+        assert not torch.equal(
+            shift.corrupt(images, name, 2, seed=1), shift.corrupt(images, name, 2, seed=2)
+        )
+
+
+def test_bad_arguments():
+    images = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="Unknown corruption"):
+        shift.corrupt(images, "fog", 1)
+    with pytest.raises(ValueError, match="severity"):
+        shift.corrupt(images, "contrast", 6)
+
+
+def test_each_corruption_does_what_its_docstring_says():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 28, 28), generator=g, dtype=torch.uint8)
+    x = images.float() / 255
+    # contrast: scaled towards each image's mean by 0.6 at severity 1
+    mean = x.mean(dim=(1, 2), keepdim=True)
+    expected = ((x - mean) * 0.6 + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
+    assert torch.equal(shift.corrupt(images, "contrast", 1), expected)
+    # Gaussian noise: standard deviation 0.1 at severity 1 (mid-grey: no clipping)
+    grey = torch.full((64, 28, 28), 128, dtype=torch.uint8)
+    noise = shift.corrupt(grey, "gaussian_noise", 1).float() / 255 - 128 / 255
+    assert abs(float(noise.std()) - 0.1) < 0.005
+    # impulse noise: 10 % of the pixels at severity 3, each set to black or white
+    flat = torch.full((200, 28, 28), 100, dtype=torch.uint8)
+    hit = shift.corrupt(flat, "impulse_noise", 3) != 100
+    assert abs(float(hit.float().mean()) - 0.10) < 0.01
+    assert set(shift.corrupt(flat, "impulse_noise", 3)[hit].unique().tolist()) == {0, 255}
+    # translation: a dot moves by 2 pixels at severity 1
+    dot = torch.zeros(50, 28, 28, dtype=torch.uint8)
+    dot[:, 14, 14] = 255
+    moved = shift.corrupt(dot, "translation", 1).float()
+    rows, cols = torch.arange(28.0)[:, None], torch.arange(28.0)[None]
+    mass = moved.sum(dim=(1, 2))
+    centre_r = (moved * rows).sum(dim=(1, 2)) / mass
+    centre_c = (moved * cols).sum(dim=(1, 2)) / mass
+    distance = ((centre_r - 14) ** 2 + (centre_c - 14) ** 2).sqrt()
+    assert torch.allclose(distance, torch.full_like(distance, 2.0), atol=0.3)
+    # rotation: 10 degrees at severity 1 turns a horizontal bar by 10 degrees
+    bar = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    bar[0, 14, 4:24] = 255
+    turned = shift.corrupt(bar, "rotation", 1)[0].float()
+    ys, xs = torch.nonzero(turned > 100, as_tuple=True)
+    slope = torch.linalg.lstsq(
+        torch.stack([xs.float(), torch.ones_like(xs.float())], 1), ys.float()[:, None]
+    ).solution[0, 0]
+    assert abs(abs(math.degrees(math.atan(float(slope)))) - 10) < 2.5
+    # blur keeps the total brightness of a centred dot and spreads it out
+    blurred = shift.corrupt(dot[:1], "gaussian_blur", 5).float()
+    assert abs(float(blurred.sum()) / 255 - 1) < 0.1 and float(blurred.max()) < 60
+    # zigzag: white lines, nothing removed
+    lines = shift.corrupt(images, "zigzag", 2)
+    assert bool((lines >= images).all()) and bool((lines[lines != images] == 255).all())
+
+
+def test_shifted_test_set_is_the_corrupted_test_set(real_root):
+    images, labels = shift.shifted_test_set("rotation", 4, real_root, subset=50)
+    clean, clean_labels = load_split("MNIST", False, real_root)
+    assert torch.equal(images, shift.corrupt(clean[:50], "rotation", 4))
+    assert torch.equal(labels, clean_labels[:50])

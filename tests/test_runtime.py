@@ -1,0 +1,50 @@
+"""Fair CPU share: cgroup quotas (v1 and v2), affinity, OpenMP's passive wait policy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tutorial_lib import runtime
+
+
+def test_cgroup_v2_and_v1_quotas(tmp_path):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert runtime.cgroup_cpu_quota(v2) == 1.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert runtime.cgroup_cpu_quota(v2) is None
+    v1 = tmp_path / "v1" / "cpu,cpuacct"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("300000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert runtime.cgroup_cpu_quota(tmp_path / "v1") == 3.0
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert runtime.cgroup_cpu_quota(tmp_path / "v1") is None
+    assert runtime.cgroup_cpu_quota(tmp_path / "nothing") is None
+
+
+def test_usable_cpus_is_capped_by_affinity_and_quota(tmp_path):
+    affinity = len(os.sched_getaffinity(0))
+    assert runtime.usable_cpus(tmp_path) == affinity  # no quota file: the affinity mask
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one thread
+    assert runtime.usable_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text(f"{100000 * (affinity + 8)} 100000\n")
+    assert runtime.usable_cpus(tmp_path) == affinity
+
+
+def test_share_cpu_fairly_sets_passive_waits_before_torch():
+    code = (
+        "import os, sys; from tutorial_lib.runtime import share_cpu_fairly; n = share_cpu_fairly();"
+        "import torch; print(os.environ['OMP_WAIT_POLICY'], n, torch.get_num_threads())"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()  # fmt: skip
+    assert out[0] == "PASSIVE" and out[1] == out[2] == str(runtime.usable_cpus())
+    env["OMP_WAIT_POLICY"], env["OMP_NUM_THREADS"] = "ACTIVE", "1"  # the user's choice is kept
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()  # fmt: skip
+    assert out == ["ACTIVE", "1", "1"]

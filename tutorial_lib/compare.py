@@ -1,0 +1,532 @@
+"""The experiment, read top to bottom: configuration -> data -> models -> fit_and_test -> report.
+
+    config = ExperimentConfig.create(models=("lenet", "deep-ensemble-2"), seeds=3)
+    comparison = run_comparison(config)     # what `tutorial-lib compare` runs
+    comparison.table()                      # mean ± std over seeds, every metric
+
+:func:`run_comparison` is that loop:
+
+1. **data**: the training images minus a held-out validation split, the ID test set and the OOD
+   test set (:class:`~tutorial_lib.data.MNISTDataModule`), prepared once;
+2. **models**: every requested model is built once before any training, so that a bad
+   combination fails in seconds, not after the first fit;
+3. **fit_and_test**, for every model and seed: train, test on the ID and OOD sets, predict the
+   validation split, fit a temperature there (``calibrate="temperature"``); a
+   :class:`ModelResult` per run, saved to ``results.json`` after each one;
+4. **report**: tables (mean ± std over seeds), verdicts that say what is within noise, plots,
+   TensorBoard runs named ``<model>/seed<k>``, and, with ``shift``, every model on corrupted test
+   sets (:func:`evaluate_shift`).
+
+The test sets only ever feed the final report: validation, temperatures and thresholds use the
+validation split.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tutorial_lib import files
+from tutorial_lib.calibration import apply_temperature, ensemble_logits, fit_temperature
+from tutorial_lib.config import ExperimentConfig, ModelSpec
+from tutorial_lib.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from tutorial_lib.data import MNISTDataModule, TensorBatchLoader
+from tutorial_lib.ensembles import RepeatTarget, deep_ensembles, fuse
+from tutorial_lib.metrics import evaluate_predictions, grouping_loss
+from tutorial_lib.models import BatchEnsembleLeNet, LeNet, MCDropoutLeNet, PackedLeNet
+from tutorial_lib.routine import ClassificationRoutine, predict
+from tutorial_lib.trainer import describe_machine, make_trainer, seed_everything
+
+NUM_CLASSES = 10
+SUMMARY_KEYS = ("cls/Acc", "cls/NLL", "cal/ECE", "cal/aECE", "ood/AUROC", "ood/FPR95", "sc/AURC")
+# metrics shown after temperature scaling (every metric is in results.json)
+CALIBRATED_KEYS = ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE", "ood/AUROC",
+                   "ood/FPR95", "sc/AURC")  # fmt: skip
+
+
+class RunInterrupted(BaseException):
+    """Ctrl+C during a comparison (not a KeyboardInterrupt, which Lightning turns into exit 1)."""
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The network of a spec, freshly initialised from the current random state.
+
+    A deep ensemble is built from its members (:func:`~tutorial_lib.ensembles.deep_ensembles`)
+    and fused into one network that computes the same outputs
+    (:func:`~tutorial_lib.ensembles.fuse`).
+    """
+    if spec.kind == "lenet":
+        return LeNet(1, NUM_CLASSES)
+    if spec.kind == "mc-dropout":
+        return MCDropoutLeNet(1, NUM_CLASSES, num_samples=spec.members)
+    if spec.kind == "deep-ensemble":
+        return fuse(deep_ensembles(LeNet(1, NUM_CLASSES), num_estimators=spec.members))
+    if spec.kind == "batch-ensemble":
+        return BatchEnsembleLeNet(1, NUM_CLASSES, num_estimators=spec.members)
+    return PackedLeNet(1, NUM_CLASSES, spec.alpha, spec.members, spec.gamma)
+
+
+def make_data(config: ExperimentConfig) -> MNISTDataModule:
+    """The experiment's data module (train / validation / ID test / OOD test)."""
+    return MNISTDataModule(
+        config.data_dir, config.mirror, batch_size=config.batch_size, seed=config.seed,
+        train_subset=config.train_subset, eval_subset=config.eval_subset,
+        val_size=config.val_size, dataset=config.dataset,
+    )  # fmt: skip
+
+
+# --- one run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelResult:
+    """One model trained and tested with one seed.
+
+    ``predictions`` holds, on the CPU: ``probs`` (N, M, C), ``targets`` (N,), ``ood_probs``
+    (N', M, C) on the test sets, ``val_probs`` / ``val_targets`` on the validation split, and
+    ``features`` (N, M, F) with the grouping loss.
+    """
+
+    spec: ModelSpec
+    seed: int | None
+    metrics: dict[str, float]
+    fit_s: float = 0.0
+    test_s: float = 0.0
+    train_images_per_s: float = math.nan
+    steps: int = 0
+    temperature: float | None = None
+    calibrated: dict[str, float] | None = None
+    predictions: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    model: nn.Module | None = field(default=None, repr=False)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.spec.name
+
+
+def calibrate(result: ModelResult) -> None:
+    """Fit a temperature on the validation predictions and add the scaled test metrics."""
+    p = result.predictions
+    result.temperature = fit_temperature(ensemble_logits(p["val_probs"]), p["val_targets"])
+    result.calibrated = evaluate_predictions(
+        apply_temperature(p["probs"], result.temperature), p["targets"],
+        apply_temperature(p["ood_probs"], result.temperature),
+    )  # fmt: skip
+
+
+def fit_and_test(
+    spec: ModelSpec,
+    data: MNISTDataModule,
+    config: ExperimentConfig,
+    seed: int,
+    log_dir: str | Path | None = None,
+) -> ModelResult:
+    """Train one model with one seed, test it on the ID and OOD test sets, predict validation.
+
+    The routine holds the science (loss, recipe, metrics), the trainer the engineering; the run
+    logs to ``<log_dir>/<spec.slug>/seed<seed>`` (no logs when ``log_dir`` is None).
+    """
+    seed_everything(seed)
+    model = build_model(spec)
+    members = spec.train_members
+    routine = ClassificationRoutine(
+        model, NUM_CLASSES, optim_recipe=config.recipe, lr=config.lr,
+        lr_mult=float(members) if config.recipe == "reference" else 1.0,  # SGD needs it, Adam not
+        is_ensemble=spec.members > 1, eval_ood=True, eval_grouping_loss=config.grouping_loss,
+        format_batch_fn=RepeatTarget(members) if members > 1 else None,
+    )  # fmt: skip
+    hparams = {"name": spec.name, "model": spec.spec, "seed": seed, "dataset": config.dataset,
+               "epochs": config.epochs, "batch_size": config.batch_size}  # fmt: skip
+    trainer = make_trainer(
+        config.epochs, spec.slug, log_dir or ".", version=f"seed{seed}", title=spec.name,
+        hparams=hparams, accelerator=config.accelerator,
+        **({} if log_dir else {"logger": False}),
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.fit(routine, data)
+    fitted = time.perf_counter()
+    trainer.test(routine, data, verbose=False)
+    tested = time.perf_counter()
+    predictions = dict(routine.test_predictions)
+    if "val" in data.splits:
+        val = predict(routine.model, data.eval_loader("val"))
+        predictions |= {"val_probs": val["probs"], "val_targets": val["targets"]}
+    steps = trainer.global_step
+    result = ModelResult(
+        spec, seed, dict(routine.test_results), fitted - start, tested - fitted,
+        data.sizes()["train"] * config.epochs / (fitted - start), steps,
+        predictions=predictions, model=routine.model.cpu().eval(),
+    )  # fmt: skip
+    if config.calibrate == "temperature":
+        calibrate(result)
+    return result
+
+
+def evaluate_pretrained(
+    source: str, data: MNISTDataModule, config: ExperimentConfig
+) -> ModelResult:
+    """Test the pretrained 8-member deep ensemble like the trained models (no fit)."""
+    from tutorial_lib.hub import load_pretrained_ensemble
+
+    ensemble = load_pretrained_ensemble(source)
+    spec = ModelSpec("pretrained", "deep-ensemble", ensemble.num_estimators)
+    routine = ClassificationRoutine(fuse(ensemble), NUM_CLASSES, is_ensemble=True, eval_ood=True,
+                                    eval_grouping_loss=config.grouping_loss)  # fmt: skip
+    trainer = make_trainer(1, logger=False, accelerator=config.accelerator)
+    start = time.perf_counter()
+    trainer.test(routine, data, verbose=False)
+    result = ModelResult(spec, None, dict(routine.test_results), 0.0,
+                         time.perf_counter() - start, predictions=dict(routine.test_predictions),
+                         model=routine.model.cpu().eval(),
+                         name=f"Pretrained ensemble (M={ensemble.num_estimators})")  # fmt: skip
+    return result
+
+
+# --- shift -------------------------------------------------------------------------------------
+
+
+def evaluate_shift(
+    models: dict[str, nn.Module],
+    images: Tensor,
+    labels: Tensor,
+    stats: tuple[float, float],
+    seed: int = 0,
+    grouping: bool = False,
+    severities: tuple[int, ...] = SEVERITIES,
+    batch_size: int = 2048,
+) -> list[dict[str, Any]]:
+    """Accuracy, NLL, ECE (and the grouping loss) of each model on each corrupted test set.
+
+    Args:
+        models: ``{name: model}``; each maps (B, 1, 28, 28) to (B, C) or estimator-major
+            (M*B, C) logits (and has ``feats_forward`` when ``grouping``).
+        images, labels: the clean test set, (N, 28, 28) uint8 and (N,).
+        stats: the normalisation (mean, std) of the training set.
+
+    Returns:
+        One row per (model, corruption, severity): ``{"model", "corruption", "severity",
+        "cls/Acc", "cls/NLL", "cal/ECE"[, "cal/GL"]}``; the clean test set once per model
+        (corruption ``"none"``, severity 0).
+    """
+    rows = []
+    sets = [("none", 0)] + [(c, s) for c in CORRUPTIONS for s in severities if s > 0]
+    for corruption, severity in sets:
+        shifted = images if severity == 0 else corrupt(images, corruption, severity, seed)
+        loader = TensorBatchLoader(shifted, labels, batch_size, shuffle=False, mean=stats[0],
+                                   std=stats[1])  # fmt: skip
+        for name, model in models.items():
+            kept = predict(model, loader, features=grouping)
+            metrics = evaluate_predictions(kept["probs"], labels)
+            row = {"model": name, "corruption": corruption, "severity": severity}
+            row |= {k: metrics[k] for k in ("cls/Acc", "cls/NLL", "cal/ECE")}
+            if grouping:
+                try:
+                    row["cal/GL"] = grouping_loss(kept["probs"], labels, kept["features"])["GL"]
+                except ValueError:  # all right (or all wrong): not defined
+                    row["cal/GL"] = math.nan
+            rows.append(row)
+    return rows
+
+
+def summarize_shift(
+    rows: list[dict], key: str = "cls/Acc"
+) -> dict[str, dict[int, tuple[float, float | None]]]:
+    """``{model: {severity: (mean, std)}}`` of ``key``: for each seed the mean over corruptions,
+    then the mean and standard deviation over seeds (std None with one seed). Severity 0 is the
+    clean test set."""
+    per_seed: dict[str, dict[int, dict[Any, list[float]]]] = {}
+    for row in rows:
+        by_severity = per_seed.setdefault(row["model"], {}).setdefault(row["severity"], {})
+        by_severity.setdefault(row.get("seed"), []).append(row[key])
+    out: dict[str, dict[int, tuple[float, float | None]]] = {}
+    for model, by_severity in per_seed.items():
+        out[model] = {}
+        for severity, seeds in sorted(by_severity.items()):
+            means = [statistics.fmean(values) for values in seeds.values()]
+            out[model][severity] = (statistics.fmean(means), std_over_seeds(means))
+    return out
+
+
+# --- the comparison ----------------------------------------------------------------------------
+
+
+def std_over_seeds(values: list[float]) -> float | None:
+    """Sample standard deviation (ddof 1); None for one value, NaN if a value is NaN."""
+    if len(values) < 2:
+        return None
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return statistics.stdev(values)
+
+
+def _mean_std(values: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float | None]]:
+    keys = [k for k in values[0] if all(k in v for v in values)]
+    mean = {k: statistics.fmean(v[k] for v in values) for k in keys}
+    return mean, {k: std_over_seeds([v[k] for v in values]) for k in keys}
+
+
+@dataclass
+class Comparison:
+    """Every run of an experiment, grouped by model; what ``results.json`` is made of."""
+
+    config: ExperimentConfig
+    data: dict[str, Any]
+    runs: dict[str, list[ModelResult]] = field(default_factory=dict)
+    shift: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, result: ModelResult) -> None:
+        self.runs.setdefault(result.name, []).append(result)
+
+    def summary(self, name: str) -> dict[str, Any]:
+        """``{"spec", "metrics" (mean), "std", "seeds" (per-seed metrics), timings,
+        "temperature", "calibrated"}`` of one model."""
+        runs = self.runs[name]
+        mean, std = _mean_std([r.metrics for r in runs])
+        out = {
+            "spec": runs[0].spec.spec, "metrics": mean, "std": std,
+            "seeds": [r.metrics for r in runs], "seed_values": [r.seed for r in runs],
+            "fit_s": [r.fit_s for r in runs], "test_s": [r.test_s for r in runs],
+            "train_images_per_s": [r.train_images_per_s for r in runs],
+            "steps": [r.steps for r in runs],
+        }  # fmt: skip
+        if all(r.calibrated is not None for r in runs):
+            c_mean, c_std = _mean_std([r.calibrated for r in runs])
+            out["temperature"] = [r.temperature for r in runs]
+            out["calibrated"] = {"metrics": c_mean, "std": c_std,
+                                 "seeds": [r.calibrated for r in runs]}  # fmt: skip
+        return out
+
+    def columns(self, keys: tuple[str, ...] | None = None) -> tuple[dict, dict]:
+        """Table columns ``{name: {key: mean}}`` and spreads ``{name: {key: std}}``: every metric
+        (or ``keys``), the metrics after temperature scaling as ``ts/...`` and the training time
+        as ``cplx/fit_s``."""
+        means, spreads = {}, {}
+        for name in self.runs:
+            s = self.summary(name)
+            mean, std = dict(s["metrics"]), dict(s["std"])
+            if "calibrated" in s:
+                temps = s["temperature"]
+                mean["ts/T"], std["ts/T"] = statistics.fmean(temps), std_over_seeds(temps)
+                shown = CALIBRATED_KEYS
+                mean |= {f"ts/{k}": v for k, v in s["calibrated"]["metrics"].items() if k in shown}
+                std |= {f"ts/{k}": v for k, v in s["calibrated"]["std"].items() if k in shown}
+            if any(s["fit_s"]):
+                mean["cplx/fit_s"] = statistics.fmean(s["fit_s"])
+                std["cplx/fit_s"] = std_over_seeds(s["fit_s"])
+            if keys is not None:
+                wanted = set(keys) | {f"ts/{k}" for k in keys} | {"ts/T"}
+                mean = {k: v for k, v in mean.items() if k in wanted}
+            means[name], spreads[name] = mean, {k: std.get(k) for k in mean}
+        return means, spreads
+
+    def table(self, keys: tuple[str, ...] | None = None, title: str | None = None):
+        """A :class:`~tutorial_lib.report.MetricTable` of every model (mean ± std over seeds)."""
+        from tutorial_lib.report import MetricTable
+
+        means, spreads = self.columns(keys)
+        title = title or f"Test: {self.data['id']} (ID) vs {self.data['ood']} (OOD)"
+        return MetricTable(means, title, spreads if self.config.seeds > 1 else None,
+                           seeds=self.config.seeds)  # fmt: skip
+
+    def verdicts(self, baseline: str = "LeNet") -> list[str]:
+        """Computed sentences: each model vs ``baseline`` (better / worse / within noise)."""
+        from tutorial_lib.report import verdicts
+
+        return verdicts(self.table(), baseline) if baseline in self.runs else []
+
+    def predictions(self, name: str, seed_index: int = 0) -> dict[str, Tensor]:
+        """The predictions of one model's run (see :class:`ModelResult`)."""
+        return self.runs[name][seed_index].predictions
+
+    def to_json(self, complete: bool) -> dict[str, Any]:
+        """What ``results.json`` holds (strict JSON once written: NaN as null)."""
+        return {
+            "complete": complete,
+            "config": self.config.as_dict(),
+            "run": self.info | {"seeds": self.config.seed_list},
+            "data": self.data,
+            "models": {name: self.summary(name) for name in self.runs},
+            **({"shift": self.shift} if self.shift else {}),
+        }
+
+    def save(self, out: str | Path, complete: bool) -> Path:
+        """Write ``<out>/results.json`` atomically; returns its path."""
+        path = Path(out) / "results.json"
+        files.write_json(path, self.to_json(complete))
+        return path
+
+
+def prepare_output(out: str | Path) -> Path:
+    """Make ``out`` a writable folder (with ``plots/``) before anything trains.
+
+    Raises:
+        OSError: ``out`` is a file, or cannot be created or written; the message names it.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder: choose another --out.")
+    try:
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"--out {out} is not a writable folder ({err.strerror or err}): choose "
+                      "another --out.") from err  # fmt: skip
+    return out
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Turn Ctrl+C into :class:`RunInterrupted` while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise RunInterrupted()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_comparison(
+    config: ExperimentConfig, progress: Callable[[str], None] | None = None
+) -> Comparison:
+    """Train, test and compare the models of ``config``; write results, plots and logs.
+
+    Fails fast: the configuration, every model, the output folder, the data and the pretrained
+    checkpoints are checked before the first epoch. ``<out>/results.json`` is rewritten with
+    ``"complete": false`` at the start and after every run, and ``"complete": true`` at the end;
+    on Ctrl+C what finished is saved and :class:`RunInterrupted` is raised.
+
+    Args:
+        config: the experiment (see :class:`~tutorial_lib.config.ExperimentConfig`).
+        progress: called with one line of text after each step (the CLI prints it).
+
+    Returns:
+        The :class:`Comparison` (also ``<out>/results.json``, ``comparison.md``, ``plots/``,
+        ``lightning_logs/<model>/seed<k>``).
+    """
+    say = progress or (lambda line: None)
+    start = time.perf_counter()
+    specs = config.specs
+    for spec in specs:  # fail fast: a width that does not split raises here, in seconds
+        build_model(spec)
+    out = prepare_output(config.out)
+    data = make_data(config)
+    data.prepare_data()
+    data.setup()
+    pretrained = None
+    if config.pretrained:
+        from tutorial_lib.hub import load_pretrained_ensemble
+
+        load_pretrained_ensemble(config.pretrained)  # reachable and intact, before any training
+        pretrained = config.pretrained
+    sizes = data.sizes()
+    comparison = Comparison(
+        config, {"dataset": config.dataset, "id": data.id_name, "ood": data.ood_name, **sizes},
+        info={"machine": describe_machine(), "torch": torch.__version__,
+              "command": " ".join(sys.argv) if sys.argv else ""},
+    )  # fmt: skip
+    comparison.save(out, complete=False)
+    logs = out / "lightning_logs"
+    total = len(specs) * config.seeds
+    with _interruptible():
+        try:
+            for i, (spec, seed) in enumerate(
+                ((s, k) for s in specs for k in config.seed_list), start=1
+            ):
+                shutil.rmtree(logs / spec.slug / f"seed{seed}", ignore_errors=True)
+                result = fit_and_test(spec, data, config, seed, logs)
+                comparison.add(result)
+                comparison.save(out, complete=False)
+                say(
+                    f"[{i}/{total}] {spec.name}, seed {seed}: fit {result.fit_s:.1f} s, "
+                    f"test {result.test_s:.1f} s, accuracy {100 * result.metrics['cls/Acc']:.2f} %"
+                )
+            if pretrained:
+                result = evaluate_pretrained(pretrained, data, config)
+                comparison.add(result)
+                say(f"{result.name}: test {result.test_s:.1f} s")
+            if config.shift:
+                images, labels = data.splits["test"]
+                models = {f"{r.name}|{r.seed}": r.model for rs in comparison.runs.values()
+                          for r in rs}  # fmt: skip
+                rows = evaluate_shift(models, images.cpu(), labels.cpu(), (data.mean, data.std),
+                                      seed=config.seed, grouping=config.grouping_loss)  # fmt: skip
+                for row in rows:
+                    row["model"], seed = row["model"].rsplit("|", 1)
+                    row["seed"] = None if seed == "None" else int(seed)
+                comparison.shift = rows
+                say(f"Shift: {len(rows)} evaluations")
+        except RunInterrupted:
+            comparison.info["total_s"] = time.perf_counter() - start
+            comparison.save(out, complete=False)
+            raise
+    comparison.info["total_s"] = time.perf_counter() - start
+    write_report(comparison, out)
+    comparison.save(out, complete=True)
+    return comparison
+
+
+def write_report(comparison: Comparison, out: Path) -> None:
+    """``comparison.md`` (table and verdicts) and the plots under ``<out>/plots``."""
+    import matplotlib.pyplot as plt
+
+    from tutorial_lib import plots
+
+    table = comparison.table()
+    lines = [table.to_markdown(), *[f"- {v}" for v in comparison.verdicts()]]
+    files.write_text(out / "comparison.md", "\n".join(lines) + "\n")
+    figures = {}
+    for name, runs in comparison.runs.items():
+        p = runs[0].predictions
+        slug = runs[0].spec.slug if runs[0].spec.spec != "pretrained" else "pretrained"
+        figures[f"{slug}_reliability"] = plots.reliability_diagram(p["probs"], p["targets"],
+                                                                   title=name)  # fmt: skip
+        figures[f"{slug}_ood"] = plots.ood_histograms(
+            p["probs"], p["ood_probs"], name, f"{comparison.data['id']} (ID)",
+            f"{comparison.data['ood']} (OOD)",
+        )  # fmt: skip
+    figures["risk_coverage"] = plots.risk_coverage_plot(
+        {
+            n: (r[0].predictions["probs"], r[0].predictions["targets"])
+            for n, r in comparison.runs.items()
+        }  # fmt: skip
+    )
+    if comparison.shift:
+        figures["shift"] = plots.shift_boxplots(comparison.shift)
+    for stem, fig in figures.items():
+        with files.atomic_write(out / "plots" / f"{stem}.png") as handle:
+            fig.savefig(handle, format="png", dpi=90)
+        plt.close(fig)
+
+
+def describe_outputs(out: str | Path) -> str:
+    """One paragraph telling where the comparison's outputs are."""
+    out = Path(out)
+    return (
+        f"Results: {out / 'results.json'} and {out / 'comparison.md'}; plots: {out / 'plots'}; "
+        f"TensorBoard: tensorboard --logdir {out / 'lightning_logs'}"
+    )

@@ -1,0 +1,88 @@
+"""A fair share of a shared CPU: OpenMP threads that wait passively, as many as the CPUs we may use.
+
+PyTorch's CPU kernels run on an OpenMP thread pool. By default those threads *spin* at every
+barrier, waiting for work; that is fastest on an idle machine and ruinous on a busy one (two
+notebooks, a browser, a shared Binder or Colab VM): with more runnable threads than cores, the
+spinning threads burn the time slices that the working ones need. Two settings fix it:
+
+- ``OMP_WAIT_POLICY=PASSIVE``: idle threads sleep instead of spinning. OpenMP reads it once, when
+  the library loads, so it must be set **before** ``import torch``;
+- a thread count equal to the CPUs this process may really use: its affinity mask, capped by a
+  cgroup CPU quota (containers, Binder, CI runners often allow fewer CPUs than ``os.cpu_count()``
+  reports).
+
+The ``tutorial-lib`` command and ``python -m tutorial_lib`` call :func:`share_cpu_fairly` before
+they import torch; each notebook's first cell does too. If you import torch yourself, run first::
+
+    from tutorial_lib.runtime import share_cpu_fairly; share_cpu_fairly()
+
+or set the variables in the shell: ``export OMP_WAIT_POLICY=PASSIVE``.
+``benchmarks/contention.py`` measures the effect.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_quota(root: str | os.PathLike = CGROUP_ROOT) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (1.5 = one and a half), or ``None``.
+
+    Reads cgroup v2's ``cpu.max`` (``"150000 100000"``, or ``"max 100000"`` for no limit), then
+    cgroup v1's ``cpu/cpu.cfs_quota_us`` and ``cpu.cfs_period_us`` (quota ``-1``: no limit).
+    """
+    root = Path(root)
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for folder in (root / "cpu", root / "cpu,cpuacct"):
+        try:
+            quota_us = int((folder / "cpu.cfs_quota_us").read_text())
+            period_us = int((folder / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    return None
+
+
+def usable_cpus(root: str | os.PathLike = CGROUP_ROOT) -> int:
+    """CPUs this process may use: its affinity mask, capped by the cgroup quota (rounded down,
+    at least 1)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        count = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(root)
+    if quota is not None:
+        count = min(count, max(1, math.floor(quota)))
+    return max(1, count)
+
+
+def share_cpu_fairly(threads: int | None = None) -> int:
+    """Passive OpenMP waiting and a thread count that fits the CPUs we may use.
+
+    Call it before importing torch. Values the user already set in the environment
+    (``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``) are kept. If torch is already imported, the thread
+    count still applies but the wait policy cannot change any more.
+
+    Args:
+        threads: the number of threads; ``None`` takes ``OMP_NUM_THREADS`` if set, else
+            :func:`usable_cpus`.
+
+    Returns:
+        The number of threads set.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if threads is None:
+        threads = int(os.environ.get("OMP_NUM_THREADS") or usable_cpus())
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    return threads
