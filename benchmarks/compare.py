@@ -1,41 +1,71 @@
-"""Wall-clock time of the main job: LeNet, deep ensemble of 2 and PackedLeNet(alpha=2, M=4),
-3 epochs each on the full MNIST training set, each tested on MNIST test + FashionMNIST test.
+"""The main job end to end: ``tutorial-lib compare`` timed from process start to exit.
 
-Timed from the start of the first fit to the end of the last test, data preparation included
-(the data module prepares the data inside the first fit). Prints the total, and per model the fit
-and test times, the training throughput and the test accuracy.
+Runs ``tutorial-lib compare`` (LeNet, deep ensemble of 2, Packed-Ensemble (2, 4), 3 epochs, the
+reference's settings) as a fresh process, ``--runs`` times, and prints each wall-clock time and
+the job's own breakdown (fit and test per model). With ``--reference CMD`` it also times the
+reference tutorial's code in the same run, alternating with ours, and prints the ratio. Nothing
+else may run on the machine meanwhile.
 
-    python benchmarks/compare.py [--accelerator gpu] [--out /tmp/bench-compare]
+The reference is not part of this project (its licence and its network needs): to time it, get
+the tutorial's script ``tutorial_from_de_to_pe.py`` from the ``torch-uncertainty`` repository,
+install ``torch-uncertainty`` beside the project, make it run offline on a CPU (``--reference``
+is run by the shell: point it at your copy), for example
+``--reference "python /path/to/reference_offline.py"``.
+
+    python benchmarks/compare.py [--runs 3] [--accelerator gpu] [--reference CMD]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
+import time
 
 from common import machine
 
-from tutorial_lib.experiment import CompareConfig, run_comparison
+
+def timed_process(command: list[str] | str, shell: bool = False) -> tuple[float, str]:
+    """Wall-clock seconds of a process from start to exit, and its output."""
+    start = time.perf_counter()
+    done = subprocess.run(command, shell=shell, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{command} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds, done.stdout
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accelerator", default=None)
-    parser.add_argument("--out", default=None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--reference", default=None, help="shell command running the reference")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
-    out = args.out or tempfile.mkdtemp(prefix="bench-compare-")
-    config = CompareConfig(out=out, accelerator=args.accelerator,
-                           extra={"enable_progress_bar": False})  # fmt: skip
-    results = run_comparison(config)
-    print(f"{'model':34s} {'fit s':>7s} {'test s':>7s} {'images/s':>10s} {'test acc':>9s}")
-    for name, r in results["models"].items():
-        print(f"{name:34s} {r['fit_s']:7.1f} {r['test_s']:7.1f} {r['train_images_per_s']:10,.0f} "
-              f"{100 * r['metrics']['cls/Acc']:8.2f}%")  # fmt: skip
-    print(
-        f"total (first fit start -> last test end): {results['total_s']:.1f} s "
-        "(targets: <= 40 s on a 2-core CPU, <= 4 s on one H100/H200)"
-    )
+    print(f"machine: {machine()}", flush=True)
+    ours, theirs = [], []
+    for run in range(1, args.runs + 1):
+        out = tempfile.mkdtemp(prefix="bench-compare-")
+        command = [sys.executable, "-m", "tutorial_lib", "compare", "--out", out,
+                   "--accelerator", args.accelerator]  # fmt: skip
+        seconds, printed = timed_process(command)
+        ours.append(seconds)
+        lines = [line for line in printed.splitlines() if line.startswith(("[", "Total"))]
+        print(f"run {run}: tutorial-lib compare {seconds:.1f} s end to end; "
+              + "; ".join(lines), flush=True)  # fmt: skip
+        if args.reference:
+            seconds, _ = timed_process(args.reference, shell=True)
+            theirs.append(seconds)
+            print(f"run {run}: reference {seconds:.1f} s end to end", flush=True)
+    print(f"tutorial-lib compare, end to end: median {statistics.median(ours):.1f} s "
+          f"(min {min(ours):.1f}, max {max(ours):.1f}) over {len(ours)} runs")  # fmt: skip
+    if theirs:
+        ratio = statistics.median(theirs) / statistics.median(ours)
+        print(f"reference, end to end: median {statistics.median(theirs):.1f} s; "
+              f"ours is {ratio:.1f}x faster (medians of the same run)")  # fmt: skip
+    print(f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} in this process)")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Images per second of one training step (forward + backward + SGD step, batch 512, random
 MNIST-shaped data already on the device) for LeNet, a deep ensemble of 4 LeNets run one after the
-other, the same ensemble fused into one network (``PackedLeNet(alpha=4, M=4)``), and
-``PackedLeNet(alpha=2, M=4)``. Then the three implementations of the packed linear layer.
+other, the same ensemble fused into one network (``PackedLeNet(alpha=4, M=4)``),
+``PackedLeNet(alpha=2, M=4)``, MC-Dropout and BatchEnsemble (M=4). Then the three
+implementations of the packed linear layer.
 
 On CPU the models run in channels-last memory format with the allocator tuned
 (:func:`tutorial_lib.trainer.tune_cpu_allocator`), as the trainer does; ``--plain`` measures
@@ -21,8 +22,8 @@ from common import machine, timed
 from torch.nn import functional as F
 
 from tutorial_lib import layers
-from tutorial_lib.ensembles import RepeatTarget, deep_ensembles, pack_lenets
-from tutorial_lib.models import LeNet, PackedLeNet
+from tutorial_lib.ensembles import RepeatTarget, deep_ensembles, fuse
+from tutorial_lib.models import BatchEnsembleLeNet, LeNet, MCDropoutLeNet, PackedLeNet
 from tutorial_lib.trainer import tune_cpu_allocator
 
 
@@ -67,8 +68,10 @@ def main() -> None:
     models = {
         "LeNet": (LeNet(), 1),
         "deep ensemble of 4 (sequential)": (deep_ensembles(LeNet(), num_estimators=4), 4),
-        "deep ensemble of 4 (fused)": (pack_lenets([LeNet() for _ in range(4)]), 4),
+        "deep ensemble of 4 (fused)": (fuse(deep_ensembles(LeNet(), num_estimators=4)), 4),
         "PackedLeNet(alpha=2, M=4)": (PackedLeNet(1, 10, alpha=2, num_estimators=4), 4),
+        "MC-Dropout (trains as one network)": (MCDropoutLeNet(), 1),
+        "BatchEnsemble (M=4)": (BatchEnsembleLeNet(1, 10, 4), 4),
     }
     base = None
     print(f"{'model':34s} {'ms/step':>8s} {'images/s':>10s} {'x LeNet':>8s}")

@@ -61,6 +61,12 @@ def test_results_json_tells_the_truth(two_seeds):
     assert calibrated["metrics"]["cls/Acc"] == pytest.approx(lenet["metrics"]["cls/Acc"])
     assert set(calibrated["std"]) == set(calibrated["metrics"])
     assert "NaN" not in json.dumps(results)
+    members = results["models"]["Deep Ensemble (M=2)"]["members"]  # per seed, per member
+    assert len(members) == 2 and len(members[0]) == 2 and "cls/NLL" in members[0][1]
+    de = comparison.runs["Deep Ensemble (M=2)"][0].predictions
+    member = evaluate_predictions(de["probs"][:, 1], de["targets"], de["ood_probs"][:, 1])
+    assert members[0][1]["cls/NLL"] == pytest.approx(member["cls/NLL"])
+    assert "members" not in lenet
 
 
 def test_a_seed_reproduces_and_temperature_is_fitted_on_validation(two_seeds):

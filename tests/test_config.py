@@ -104,3 +104,12 @@ def test_seed_list_and_json_view():
     assert as_dict["models"] == ["lenet", "deep-ensemble-2", "packed"] and as_dict["seeds"] == 3
     with pytest.raises(ConfigError):
         config.with_values(seeds=0)
+
+
+def test_the_command_that_gives_a_configuration():
+    config = ExperimentConfig.create("quick", models=("lenet", "deep-ensemble-4"), seeds=3,
+                                     calibrate="temperature", shift=True, epochs=2)  # fmt: skip
+    command = config.as_command()
+    assert command == ("tutorial-lib compare --profile quick --models lenet deep-ensemble-4 "
+                       "--epochs 2 --seeds 3 --calibrate temperature --shift")  # fmt: skip
+    assert ExperimentConfig.create("full").as_command() == "tutorial-lib compare"

@@ -240,3 +240,10 @@ def test_mean_std_cells_and_the_temperature_scaling_rows():
     assert "mean ± std over 3 seeds" in md and "***Cost***" in md
     assert report.label("ts/cal/ECE") == "ECE ↓ (%)" and report.direction("ts/cls/Acc") is True
     assert report.format_value("cls/Acc", float("nan")) == "n/a"
+
+
+def test_a_negative_grouping_loss_is_never_ranked_best():
+    table = report.compare({"a": {"cal/GL": -0.0004}, "b": {"cal/GL": 0.0}, "c": {"cal/GL": 0.01}})
+    assert table.best("cal/GL") is None  # a tie at about 0: no best
+    (line, _) = report.verdicts(table, "b")
+    assert "within noise on 1 (GL)" in line  # -0.0004 is an estimate of about 0, like 0.0

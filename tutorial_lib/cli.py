@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from tutorial_lib import __version__
@@ -139,21 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def find_root(start: str | os.PathLike | None = None) -> Path:
-    """The course's folder: ``start`` (default: the current folder) or the nearest parent holding
-    ``book.toml``, as ``git`` and ``mdbook`` find theirs.
-
-    Raises:
-        FileNotFoundError: no such folder; the message says to pass ``--root``.
-    """
-    here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "book.toml").is_file():
-            return folder
-    raise FileNotFoundError(f"No course folder (with book.toml) at or above {here}: run from the "
-                            "course's repository or pass --root.")  # fmt: skip
-
-
 def _config_from(args: argparse.Namespace, **preset: Any) -> ExperimentConfig:
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in
               dataclasses.fields(ExperimentConfig)}}  # fmt: skip
@@ -205,6 +188,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _notebooks(args: argparse.Namespace) -> int:
     from tutorial_lib.book import execute_notebooks
+    from tutorial_lib.files import find_root
 
     root = find_root(args.root)
     for path, seconds in execute_notebooks(root / "notebooks", args.names, args.profile,
@@ -215,6 +199,7 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 def _book(args: argparse.Namespace) -> int:
     from tutorial_lib.book import build_book
+    from tutorial_lib.files import find_root
 
     index = build_book(root=find_root(args.root))
     print(f"Built {index}. Open it in a browser, or serve the folder: "

@@ -27,10 +27,9 @@ import math
 import shutil
 import signal
 import statistics
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from tutorial_lib.trainer import describe_machine, make_trainer, seed_everything
 
 NUM_CLASSES = 10
 SUMMARY_KEYS = ("cls/Acc", "cls/NLL", "cal/ECE", "cal/aECE", "ood/AUROC", "ood/FPR95", "sc/AURC")
+MEMBER_KEYS = ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE", "ood/AUROC")
 # metrics shown after temperature scaling (every metric is in results.json)
 CALIBRATED_KEYS = ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE", "ood/AUROC",
                    "ood/FPR95", "sc/AURC")  # fmt: skip
@@ -98,6 +98,7 @@ def make_data(config: ExperimentConfig) -> MNISTDataModule:
 class ModelResult:
     """One model trained and tested with one seed.
 
+    ``members`` holds each member's own test metrics (:data:`MEMBER_KEYS`) for an ensemble.
     ``predictions`` holds, on the CPU: ``probs`` (N, M, C), ``targets`` (N,), ``ood_probs``
     (N', M, C) on the test sets, ``val_probs`` / ``val_targets`` on the validation split, and
     ``features`` (N, M, F) with the grouping loss.
@@ -112,12 +113,26 @@ class ModelResult:
     steps: int = 0
     temperature: float | None = None
     calibrated: dict[str, float] | None = None
+    members: list[dict[str, float]] = field(default_factory=list)
     predictions: dict[str, Tensor] = field(default_factory=dict, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
     name: str = ""
 
     def __post_init__(self) -> None:
         self.name = self.name or self.spec.name
+
+
+def member_metrics(predictions: dict[str, Tensor]) -> list[dict[str, float]]:
+    """Each member's own metrics (:data:`MEMBER_KEYS`), from per-member test probabilities."""
+    p = predictions
+    members = p["probs"].shape[1]
+    if members < 2:
+        return []
+    return [
+        {k: v for k, v in evaluate_predictions(p["probs"][:, m], p["targets"],
+                                               p["ood_probs"][:, m]).items() if k in MEMBER_KEYS}
+        for m in range(members)
+    ]  # fmt: skip
 
 
 def calibrate(result: ModelResult) -> None:
@@ -173,6 +188,7 @@ def fit_and_test(
         data.sizes()["train"] * config.epochs / (fitted - start), steps,
         predictions=predictions, model=routine.model.cpu().eval(),
     )  # fmt: skip
+    result.members = member_metrics(predictions)
     if config.calibrate == "temperature":
         calibrate(result)
     return result
@@ -195,6 +211,7 @@ def evaluate_pretrained(
                          time.perf_counter() - start, predictions=dict(routine.test_predictions),
                          model=routine.model.cpu().eval(),
                          name=f"Pretrained ensemble (M={ensemble.num_estimators})")  # fmt: skip
+    result.members = member_metrics(result.predictions)
     return result
 
 
@@ -207,7 +224,7 @@ def evaluate_shift(
     labels: Tensor,
     stats: tuple[float, float],
     seed: int = 0,
-    grouping: bool = False,
+    grouping: bool | Collection[str] = False,
     severities: tuple[int, ...] = SEVERITIES,
     batch_size: int = 2048,
 ) -> list[dict[str, Any]]:
@@ -218,6 +235,8 @@ def evaluate_shift(
             (M*B, C) logits (and has ``feats_forward`` when ``grouping``).
         images, labels: the clean test set, (N, 28, 28) uint8 and (N,).
         stats: the normalisation (mean, std) of the training set.
+        grouping: estimate the grouping loss too: for every model (True) or for those named
+            (each estimate fits decision trees, about a second).
 
     Returns:
         One row per (model, corruption, severity): ``{"model", "corruption", "severity",
@@ -231,11 +250,12 @@ def evaluate_shift(
         loader = TensorBatchLoader(shifted, labels, batch_size, shuffle=False, mean=stats[0],
                                    std=stats[1])  # fmt: skip
         for name, model in models.items():
-            kept = predict(model, loader, features=grouping)
+            with_gl = grouping is True or (grouping and name in grouping)
+            kept = predict(model, loader, features=with_gl)
             metrics = evaluate_predictions(kept["probs"], labels)
             row = {"model": name, "corruption": corruption, "severity": severity}
             row |= {k: metrics[k] for k in ("cls/Acc", "cls/NLL", "cal/ECE")}
-            if grouping:
+            if with_gl:
                 try:
                     row["cal/GL"] = grouping_loss(kept["probs"], labels, kept["features"])["GL"]
                 except ValueError:  # all right (or all wrong): not defined
@@ -249,9 +269,9 @@ def summarize_shift(
 ) -> dict[str, dict[int, tuple[float, float | None]]]:
     """``{model: {severity: (mean, std)}}`` of ``key``: for each seed the mean over corruptions,
     then the mean and standard deviation over seeds (std None with one seed). Severity 0 is the
-    clean test set."""
+    clean test set; rows without ``key`` (e.g. no grouping loss estimated) are left out."""
     per_seed: dict[str, dict[int, dict[Any, list[float]]]] = {}
-    for row in rows:
+    for row in (r for r in rows if key in r):
         by_severity = per_seed.setdefault(row["model"], {}).setdefault(row["severity"], {})
         by_severity.setdefault(row.get("seed"), []).append(row[key])
     out: dict[str, dict[int, tuple[float, float | None]]] = {}
@@ -306,6 +326,8 @@ class Comparison:
             "train_images_per_s": [r.train_images_per_s for r in runs],
             "steps": [r.steps for r in runs],
         }  # fmt: skip
+        if any(r.members for r in runs):
+            out["members"] = [r.members for r in runs]  # per seed, per member
         if all(r.calibrated is not None for r in runs):
             c_mean, c_std = _mean_std([r.calibrated for r in runs])
             out["temperature"] = [r.temperature for r in runs]
@@ -410,15 +432,50 @@ def _interruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def prepare(config: ExperimentConfig) -> tuple[MNISTDataModule, Path]:
+    """Everything that can fail before training, checked in seconds: every model builds, ``out``
+    is a writable folder, the data is there and verified, the pretrained checkpoints load.
+
+    Returns:
+        The data module, set up, and the output folder.
+    """
+    for spec in config.specs:  # a width that does not split raises here
+        build_model(spec)
+    out = prepare_output(config.out)
+    data = make_data(config)
+    data.prepare_data()
+    data.setup()
+    if config.pretrained:
+        from tutorial_lib.hub import load_pretrained_ensemble
+
+        load_pretrained_ensemble(config.pretrained)  # reachable and intact
+    return data, out
+
+
+def shift_rows(comparison: Comparison, data: MNISTDataModule) -> list[dict[str, Any]]:
+    """Every trained model (every seed) on the corrupted test sets; the grouping loss, when asked,
+    for each model's first seed only (36 estimates per model, about a second each)."""
+    images, labels = data.splits["test"]
+    runs = [r for rs in comparison.runs.values() for r in rs]
+    models = {f"{r.name}|{r.seed}": r.model for r in runs}
+    first = {f"{rs[0].name}|{rs[0].seed}" for rs in comparison.runs.values()}
+    config = comparison.config
+    rows = evaluate_shift(models, images.cpu(), labels.cpu(), (data.mean, data.std),
+                          seed=config.seed, grouping=config.grouping_loss and first)  # fmt: skip
+    for row in rows:
+        row["model"], seed = row["model"].rsplit("|", 1)
+        row["seed"] = None if seed == "None" else int(seed)
+    return rows
+
+
 def run_comparison(
     config: ExperimentConfig, progress: Callable[[str], None] | None = None
 ) -> Comparison:
     """Train, test and compare the models of ``config``; write results, plots and logs.
 
-    Fails fast: the configuration, every model, the output folder, the data and the pretrained
-    checkpoints are checked before the first epoch. ``<out>/results.json`` is rewritten with
-    ``"complete": false`` at the start and after every run, and ``"complete": true`` at the end;
-    on Ctrl+C what finished is saved and :class:`RunInterrupted` is raised.
+    Fails fast (:func:`prepare`). ``<out>/results.json`` is rewritten with ``"complete": false``
+    at the start and after every run, and ``"complete": true`` at the end; on Ctrl+C what
+    finished is saved and :class:`RunInterrupted` is raised.
 
     Args:
         config: the experiment (see :class:`~tutorial_lib.config.ExperimentConfig`).
@@ -430,61 +487,34 @@ def run_comparison(
     """
     say = progress or (lambda line: None)
     start = time.perf_counter()
-    specs = config.specs
-    for spec in specs:  # fail fast: a width that does not split raises here, in seconds
-        build_model(spec)
-    out = prepare_output(config.out)
-    data = make_data(config)
-    data.prepare_data()
-    data.setup()
-    pretrained = None
-    if config.pretrained:
-        from tutorial_lib.hub import load_pretrained_ensemble
-
-        load_pretrained_ensemble(config.pretrained)  # reachable and intact, before any training
-        pretrained = config.pretrained
-    sizes = data.sizes()
+    data, out = prepare(config)
     comparison = Comparison(
-        config, {"dataset": config.dataset, "id": data.id_name, "ood": data.ood_name, **sizes},
+        config, {"dataset": config.dataset, "id": data.id_name, "ood": data.ood_name,
+                 **data.sizes()},
         info={"machine": describe_machine(), "torch": torch.__version__,
-              "command": " ".join(sys.argv) if sys.argv else ""},
+              "command": config.as_command()},
     )  # fmt: skip
     comparison.save(out, complete=False)
-    logs = out / "lightning_logs"
-    total = len(specs) * config.seeds
-    with _interruptible():
-        try:
-            for i, (spec, seed) in enumerate(
-                ((s, k) for s in specs for k in config.seed_list), start=1
-            ):
-                shutil.rmtree(logs / spec.slug / f"seed{seed}", ignore_errors=True)
-                result = fit_and_test(spec, data, config, seed, logs)
+    runs = [(spec, seed) for spec in config.specs for seed in config.seed_list]
+    try:
+        with _interruptible():
+            for i, (spec, seed) in enumerate(runs, start=1):
+                shutil.rmtree(out / "lightning_logs" / spec.slug / f"seed{seed}",
+                              ignore_errors=True)  # fmt: skip
+                result = fit_and_test(spec, data, config, seed, out / "lightning_logs")
                 comparison.add(result)
                 comparison.save(out, complete=False)
-                say(
-                    f"[{i}/{total}] {spec.name}, seed {seed}: fit {result.fit_s:.1f} s, "
-                    f"test {result.test_s:.1f} s, accuracy {100 * result.metrics['cls/Acc']:.2f} %"
-                )
-            if pretrained:
-                result = evaluate_pretrained(pretrained, data, config)
-                comparison.add(result)
-                say(f"{result.name}: test {result.test_s:.1f} s")
+                say(f"[{i}/{len(runs)}] {spec.name}, seed {seed}: fit {result.fit_s:.1f} s, "
+                    f"test {result.test_s:.1f} s, accuracy "
+                    f"{100 * result.metrics['cls/Acc']:.2f} %")  # fmt: skip
+            if config.pretrained:
+                comparison.add(evaluate_pretrained(config.pretrained, data, config))
             if config.shift:
-                images, labels = data.splits["test"]
-                models = {f"{r.name}|{r.seed}": r.model for rs in comparison.runs.values()
-                          for r in rs}  # fmt: skip
-                rows = evaluate_shift(models, images.cpu(), labels.cpu(), (data.mean, data.std),
-                                      seed=config.seed, grouping=config.grouping_loss)  # fmt: skip
-                for row in rows:
-                    row["model"], seed = row["model"].rsplit("|", 1)
-                    row["seed"] = None if seed == "None" else int(seed)
-                comparison.shift = rows
-                say(f"Shift: {len(rows)} evaluations")
-        except RunInterrupted:
-            comparison.info["total_s"] = time.perf_counter() - start
-            comparison.save(out, complete=False)
-            raise
-    comparison.info["total_s"] = time.perf_counter() - start
+                comparison.shift = shift_rows(comparison, data)
+                say(f"Shift: {len(comparison.shift)} evaluations")
+    finally:
+        comparison.info["total_s"] = time.perf_counter() - start
+        comparison.save(out, complete=False)  # what finished, whatever stopped the loop
     write_report(comparison, out)
     comparison.save(out, complete=True)
     return comparison

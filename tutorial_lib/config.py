@@ -197,6 +197,26 @@ class ExperimentConfig:
         """The parsed model specs, in the order given."""
         return [parse_model(text, self) for text in self.models]
 
+    def as_command(self) -> str:
+        """The ``tutorial-lib compare`` command that gives this configuration (the flags that
+        differ from the defaults; a profile's preset values are implied by ``--profile``)."""
+        preset = PROFILES.get(self.profile or "full", {})
+        words = ["tutorial-lib", "compare"]
+        if self.profile and self.profile != "full":
+            words += ["--profile", self.profile]
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name == "profile" or value == preset.get(spec.name, spec.default):
+                continue
+            flag = _flag(spec.name)
+            if isinstance(value, bool):
+                words.append(flag)
+            elif isinstance(value, tuple):
+                words += [flag, *value]
+            else:
+                words += [flag, str(value)]
+        return " ".join(words)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready values (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

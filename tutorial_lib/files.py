@@ -54,6 +54,21 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.remove(tmp)
 
 
+def find_root(start: str | os.PathLike | None = None) -> Path:
+    """The course's folder: ``start`` (default: the current folder) or the nearest parent holding
+    ``book.toml``, as ``git`` and ``mdbook`` find theirs.
+
+    Raises:
+        FileNotFoundError: no such folder; the message says to pass ``--root``.
+    """
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "book.toml").is_file():
+            return folder
+    raise FileNotFoundError(f"No course folder (with book.toml) at or above {here}: run from the "
+                            "course's repository or pass --root.")  # fmt: skip
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_write(path, "w") as handle:

@@ -278,3 +278,40 @@ def shift_boxplots(rows: list[dict], keys: tuple[str, ...] = ("cls/Acc", "cal/EC
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def pareto_plot(
+    points: Mapping[str, Mapping[str, float]],
+    y_keys: Sequence[str] = ("cls/Acc", "ood/AUROC"),
+    x_key: str = "images_per_s",
+    title: str = "",
+) -> Figure:
+    """Quality against inference throughput, marker area proportional to the parameter count
+    (the format of Figure 1 of the Packed-Ensembles paper), one panel per metric.
+
+    Args:
+        points: ``{model name: {x_key: ..., "params": ..., y_key: mean, f"{y_key}_std": std}}``.
+        y_keys: the metrics on the vertical axes (fractions, shown in percent).
+        x_key: the horizontal axis (log scale).
+    """
+    fig, axes = plt.subplots(1, len(y_keys), figsize=(6.2 * len(y_keys), 4.6), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    largest = max(p["params"] for p in points.values())
+    for ax, key in zip(axes[0], y_keys, strict=True):
+        for i, (name, p) in enumerate(points.items()):
+            x, y = p[x_key], 100 * p[key]
+            area = 40 + 900 * p["params"] / largest
+            colour = colours[i % len(colours)]
+            ax.scatter(x, y, s=area, alpha=0.55, color=colour, edgecolors="black", label=name)
+            spread = p.get(f"{key}_std")
+            if spread:
+                ax.errorbar(x, y, yerr=100 * spread, color=colour, capsize=3, lw=1)
+        short = key.split("/", 1)[-1]
+        ax.set(xscale="log", xlabel="inference throughput (images/s, log scale)",
+               ylabel=f"{short} (%)", title=f"{title} {short}".strip())  # fmt: skip
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               markerscale=0.5, title="marker area: parameters")  # fmt: skip
+    fig.tight_layout()
+    return fig

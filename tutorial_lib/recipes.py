@@ -34,7 +34,7 @@ from torch import nn
 Recipe = Callable[[nn.Module, int], dict[str, Any]]
 
 
-DEFAULT_LR = 0.03
+DEFAULT_LR = 0.02
 REFERENCE_LR = 0.05
 
 

@@ -61,6 +61,12 @@ VERDICT_KEYS = ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE", "cal/G
 VERDICT_KEYS += tuple(f"{CALIBRATED}{k}" for k in ("cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE"))
 
 
+def ranked(key: str, value: float) -> float:
+    """The value used to rank models: a negative grouping-loss estimate means the bias correction
+    overshot a grouping loss of about 0, so it ranks as 0 (never "best")."""
+    return max(value, 0.0) if key.endswith("cal/GL") else value
+
+
 def direction(key: str) -> bool | None:
     """True if higher is better, False if lower is better, None if neither (descriptive)."""
     return COST_DIRECTION.get(key, HIGHER_IS_BETTER.get(_base(key)))
@@ -144,16 +150,17 @@ class MetricTable:
         return None if self.spread is None else self.spread[name].get(key)
 
     def best(self, key: str) -> str | None:
-        """Name of the column with the best mean of ``key`` (None if undefined or all equal)."""
+        """Name of the column with the best mean of ``key`` (None if undefined or tied)."""
         better = direction(key)
         values = {
-            name: v for name, col in self.columns.items()
+            name: ranked(key, v) for name, col in self.columns.items()
             if (v := col.get(key)) is not None and not math.isnan(v)
         }  # fmt: skip
         if better is None or len(self.columns) < 2 or len(set(values.values())) < 2:
             return None
-        pick = max if better else min
-        return pick(values, key=values.get)
+        top = (max if better else min)(values.values())
+        winners = [name for name, v in values.items() if v == top]
+        return winners[0] if len(winners) == 1 else None  # a tie has no single best
 
     def rows(self) -> list[tuple[str, str, list[str], str | None]]:
         """``(section, label, formatted cells per column, best column)`` for each metric."""
@@ -290,7 +297,8 @@ def verdicts(table: MetricTable, baseline: str) -> list[str]:
             if math.isnan(value) or math.isnan(other):
                 continue
             label_ = ("T-scaled " if key.startswith(CALIBRATED) else "") + short_label(key)
-            verdict = judge(value, table.std(name, key), other, table.std(baseline, key), better)
+            verdict = judge(ranked(key, value), table.std(name, key), ranked(key, other),
+                            table.std(baseline, key), better)  # fmt: skip
             found[verdict].append(label_)
         noise = "" if table.seeds > 1 else " (one seed: no noise estimate, run several seeds)"
         parts = [f"{name} vs {baseline}{noise}:"]

@@ -238,7 +238,7 @@ class ClassificationRoutine(L.LightningModule):
             results["cal/GL"] = self.grouping_loss_parts["GL"]
         if self.eval_complexity:
             cost = complexity(self.model)
-            results |= {f"cplx/{k}": float(v) for k, v in cost.items() if k != "batch_size"}
+            results |= {f"cplx/{k}": float(cost[k]) for k in ("params", "flops_per_image")}
         self.log_dict({f"test/{k}": v for k, v in results.items()})
         self.test_results = results
         self.test_metrics.reset()

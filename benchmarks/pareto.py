@@ -1,0 +1,107 @@
+"""The cost of uncertainty: every method of the course on one Pareto front (chapter 8's study).
+
+Trains single LeNet, MC-Dropout, BatchEnsemble (M=4), Packed-Ensembles (alpha in {1, 2, 4},
+M in {2, 4}; alpha=1, M=4 cannot be built: LeNet's 6 channels do not split into 4 groups) and
+deep ensembles (M in {2, 4}) with 3 seeds on MNIST and FashionMNIST (3 epochs, the default recipe),
+then measures each trained model's inference throughput on the CPU (test set, batch 2048, eval
+mode, median of 3 passes after a warm-up). Writes ``data/results/pareto.json`` (parameters,
+training time, images/s, accuracy, NLL, ECE, OOD AUROC, mean and std over seeds) and
+``benchmarks/pareto.png``; prints the table. Run it with nothing else on the machine: it takes
+about half an hour on 2 CPU cores.
+
+    python benchmarks/pareto.py [--seeds 3] [--datasets mnist fashion] [--out outputs/pareto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from common import machine
+
+from tutorial_lib.runtime import share_cpu_fairly
+
+MODELS = ("lenet", "mc-dropout", "batch-ensemble-4", "packed-1-2", "packed-2-2", "packed-2-4",
+          "packed-4-2", "packed-4-4", "deep-ensemble-2", "deep-ensemble-4")  # fmt: skip
+KEYS = ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def images_per_second(model, images, stats, repeats: int = 3) -> float:
+    """Inference throughput of a trained model on the CPU: the test set in batches of 2048."""
+    import torch
+
+    from tutorial_lib.data import TensorBatchLoader
+
+    model = model.cpu().eval().to(memory_format=torch.channels_last)
+    loader = TensorBatchLoader(images, torch.zeros(len(images), dtype=torch.long), 2048,
+                               shuffle=False, mean=stats[0], std=stats[1])  # fmt: skip
+    batches = [x.contiguous(memory_format=torch.channels_last) for x, _ in loader]
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats + 1):  # the first pass warms up
+            start = time.perf_counter()
+            for x in batches:
+                model(x)
+            times.append(time.perf_counter() - start)
+    return len(images) / statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion"])
+    parser.add_argument("--out", default="outputs/pareto")
+    parser.add_argument("--results", default=str(ROOT / "data" / "results" / "pareto.json"))
+    args = parser.parse_args()
+    share_cpu_fairly()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tutorial_lib.compare import run_comparison
+    from tutorial_lib.config import ExperimentConfig
+    from tutorial_lib.data import STATS, load_split
+    from tutorial_lib.files import write_json
+    from tutorial_lib.plots import pareto_plot
+
+    print(f"machine: {machine()}", flush=True)
+    study = {"command": "python " + " ".join(sys.argv), "machine": machine(), "datasets": {}}
+    for dataset in args.datasets:
+        config = ExperimentConfig.create("full", dataset=dataset, models=MODELS, seeds=args.seeds,
+                                         out=f"{args.out}/{dataset}")  # fmt: skip
+        comparison = run_comparison(config, progress=lambda line: print(line, flush=True))
+        name = comparison.data["id"]
+        test_images = load_split(name, False, config.data_dir, config.mirror)[0]
+        points = {}
+        for model_name, runs in comparison.runs.items():
+            summary = comparison.summary(model_name)
+            speed = [images_per_second(r.model, test_images, STATS[name]) for r in runs]
+            points[model_name] = {
+                "spec": summary["spec"],
+                "params": summary["metrics"]["cplx/params"],
+                "flops_per_image": summary["metrics"]["cplx/flops_per_image"],
+                "fit_s": statistics.fmean(summary["fit_s"]),
+                "images_per_s": statistics.median(speed),
+            } | {k: summary["metrics"][k] for k in KEYS} | {
+                f"{k}_std": summary["std"][k] for k in KEYS}  # fmt: skip
+        study["datasets"][dataset] = {"data": comparison.data, "points": points}
+        print(f"\n{dataset}: {'model':34s} {'params':>8s} {'fit s':>6s} {'img/s':>8s} "
+              + " ".join(f"{k.split('/')[1]:>14s}" for k in KEYS))  # fmt: skip
+        for model_name, p in points.items():
+            cells = " ".join(f"{100 * p[k]:6.2f}±{100 * p[k + '_std']:5.2f}" if k != "cls/NLL"
+                             else f"{p[k]:6.4f}±{p[k + '_std']:6.4f}" for k in KEYS)  # fmt: skip
+            print(f"{'':8s}{model_name:34s} {p['params']:8,.0f} {p['fit_s']:6.1f} "
+                  f"{p['images_per_s']:8,.0f} {cells}", flush=True)  # fmt: skip
+        fig = pareto_plot(points, title=comparison.data["id"])
+        fig.savefig(ROOT / "benchmarks" / f"pareto_{dataset}.png", dpi=90, bbox_inches="tight")
+    write_json(Path(args.results), study)
+    print(f"\nwrote {args.results}")
+    print(json.dumps({d: len(v["points"]) for d, v in study["datasets"].items()}))
+
+
+if __name__ == "__main__":
+    main()

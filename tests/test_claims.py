@@ -1,0 +1,74 @@
+"""The evidence behind the chapters: committed results, and the noise rule applied to them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tutorial_lib import claims
+
+RESULTS = {
+    "complete": True,
+    "config": {"models": ["lenet", "deep-ensemble-2"], "seeds": 3, "dataset": "mnist",
+               "epochs": 3, "val_size": 5000, "calibrate": "temperature"},
+    "models": {
+        "LeNet": {"metrics": {"cls/NLL": 0.050, "cal/ECE": 0.004},
+                  "std": {"cls/NLL": 0.002, "cal/ECE": 0.001},
+                  "calibrated": {"metrics": {"cal/ECE": 0.003}, "std": {"cal/ECE": 0.001}}},
+        "Deep Ensemble (M=2)": {"metrics": {"cls/NLL": 0.040, "cal/ECE": 0.0045},
+                                "std": {"cls/NLL": 0.003, "cal/ECE": 0.001},
+                                "calibrated": {"metrics": {"cal/ECE": 0.0012},
+                                               "std": {"cal/ECE": 0.0002}}},
+    },
+}  # fmt: skip
+
+
+@pytest.fixture
+def course(tmp_path, monkeypatch):
+    (tmp_path / "book.toml").write_text("[book]\n")
+    (tmp_path / "data" / "results").mkdir(parents=True)
+    (tmp_path / "data" / "results" / "mnist.json").write_text(json.dumps(RESULTS))
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # where a notebook's kernel runs
+    return tmp_path
+
+
+def test_verdicts_on_results(course):
+    results = claims.load_results("mnist")
+    de, lenet = "Deep Ensemble (M=2)", "LeNet"
+    assert claims.verdict(results, de, lenet, "cls/NLL") == "better"  # 0.010 > 0.005
+    assert claims.verdict(results, de, lenet, "cal/ECE") == "within noise"
+    assert claims.verdict(results, de, lenet, "ts/cal/ECE") == "better"  # after scaling
+    assert claims.value(results, lenet, "ts/cal/ECE") == (0.003, 0.001)
+    with pytest.raises(ValueError, match="no better direction"):
+        claims.verdict(results, de, lenet, "cls/Entropy")
+
+
+def test_evidence_is_the_committed_file_in_the_quick_profile(course):
+    class Quick:
+        class config:  # noqa: N801 - a stand-in for an ExperimentConfig
+            profile = "quick"
+
+    assert claims.evidence(Quick, "mnist") == RESULTS
+
+
+def test_a_full_run_must_be_the_committed_experiment(course):
+    class Full:
+        class config:  # noqa: N801
+            profile = "full"
+
+        @staticmethod
+        def to_json(complete):
+            return {"config": RESULTS["config"] | {"seeds": 1}}
+
+    with pytest.raises(ValueError, match="seeds"):
+        claims.evidence(Full, "mnist")
+
+
+def test_missing_or_incomplete_results_say_what_to_do(course):
+    with pytest.raises(FileNotFoundError, match="data/results/README.md"):
+        claims.load_results("cifar")
+    (course / "data" / "results" / "half.json").write_text(json.dumps({"complete": False}))
+    with pytest.raises(ValueError, match="interrupted run"):
+        claims.load_results("half")

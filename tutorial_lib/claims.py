@@ -1,0 +1,81 @@
+"""The evidence behind the chapters' sentences: results files, and the checks that claims run.
+
+A chapter states a result ("the deep ensemble's NLL is lower than LeNet's", "within noise on
+MNIST") only next to a code cell that computes it and ``assert``s it. The results it checks are
+those just computed in the full profile (the reference's settings), and in the quick profile
+(CI, smoke tests: too little training to support any claim) the committed full-profile results
+``data/results/<name>.json``, written by ``tutorial-lib compare`` with the command recorded in
+the file. A stale sentence therefore fails CI.
+
+:func:`verdict` applies the course's noise rule (:func:`tutorial_lib.report.judge`) to two
+models of a results file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tutorial_lib.files import find_root
+from tutorial_lib.report import direction, judge, ranked
+
+
+def results_path(name: str, root: str | os.PathLike | None = None) -> Path:
+    """``<course root>/data/results/<name>.json`` (the root found from the current folder)."""
+    return find_root(root) / "data" / "results" / f"{name}.json"
+
+
+def load_results(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A committed results file (what ``results.json`` of ``tutorial-lib compare`` holds).
+
+    Raises:
+        FileNotFoundError: no such results; the message says how to make them.
+    """
+    path = results_path(name, root)
+    if not path.exists():
+        raise FileNotFoundError(f"No committed results {path}: run the command in "
+                                "data/results/README.md that makes it.")  # fmt: skip
+    results = json.loads(path.read_text())
+    if not results.get("complete"):
+        raise ValueError(f"{path} is from an interrupted run (complete: false): make it again.")
+    return results
+
+
+def evidence(comparison, name: str) -> dict[str, Any]:
+    """The results a chapter's claims are checked on: ``comparison``'s own in the full profile,
+    the committed ``data/results/<name>.json`` otherwise.
+
+    Raises:
+        ValueError: a full-profile comparison that does not run the committed experiment (other
+            models, seeds or data), so that the two can never silently differ.
+    """
+    committed = load_results(name)
+    if comparison.config.profile != "full":
+        return committed
+    ours = comparison.to_json(complete=True)
+    for key in ("models", "seeds", "dataset", "epochs", "val_size", "calibrate"):
+        if ours["config"][key] != committed["config"][key]:
+            raise ValueError(f"This run's {key} ({ours['config'][key]}) differs from "
+                             f"{name}.json's ({committed['config'][key]}).")  # fmt: skip
+    return ours
+
+
+def value(results: dict[str, Any], model: str, key: str) -> tuple[float, float | None]:
+    """``(mean, std)`` of a metric over seeds; keys ``ts/...`` are after temperature scaling."""
+    entry = results["models"][model]
+    if key.startswith("ts/"):
+        entry = entry["calibrated"]
+        key = key[3:]
+    return entry["metrics"][key], entry["std"][key]
+
+
+def verdict(results: dict[str, Any], model: str, baseline: str, key: str) -> str:
+    """``"better"``, ``"worse"`` or ``"within noise"``: ``model`` against ``baseline`` on ``key``
+    (means over seeds; within noise when the difference is at most the sum of the stds)."""
+    better = direction(key)
+    if better is None:
+        raise ValueError(f"{key} has no better direction: no verdict.")
+    (mean, std), (base, base_std) = value(results, model, key), value(results, baseline, key)
+    return judge(ranked(key, mean), std, ranked(key, base), base_std, better)
