@@ -11,7 +11,9 @@ from tutorial_lib import claims
 RESULTS = {
     "complete": True,
     "config": {"models": ["lenet", "deep-ensemble-2"], "seeds": 3, "dataset": "mnist",
-               "epochs": 3, "val_size": 5000, "calibrate": "temperature"},
+               "epochs": 3, "val_size": 5000, "calibrate": "temperature", "seed": 0,
+               "batch_size": 512, "recipe": "default", "lr": None, "train_subset": None,
+               "eval_subset": None},
     "models": {
         "LeNet": {"metrics": {"cls/NLL": 0.050, "cal/ECE": 0.004},
                   "std": {"cls/NLL": 0.002, "cal/ECE": 0.001},
@@ -54,16 +56,22 @@ def test_evidence_is_the_committed_file_in_the_quick_profile(course):
 
 
 def test_a_full_run_must_be_the_committed_experiment(course):
-    class Full:
-        class config:  # noqa: N801
-            profile = "full"
+    def full_run(**changes):
+        class Full:
+            class config:  # noqa: N801
+                profile = "full"
 
-        @staticmethod
-        def to_json(complete):
-            return {"config": RESULTS["config"] | {"seeds": 1}}
+            @staticmethod
+            def to_json(complete):
+                return {"config": RESULTS["config"] | changes, "models": "ours"}
+
+        return Full
 
     with pytest.raises(ValueError, match="seeds"):
-        claims.evidence(Full, "mnist")
+        claims.evidence(full_run(seeds=1), "mnist")
+    with pytest.raises(ValueError, match="not among"):
+        claims.evidence(full_run(models=["lenet", "packed"]), "mnist")
+    assert claims.evidence(full_run(models=["lenet"]), "mnist")["models"] == "ours"  # a subset
 
 
 def test_missing_or_incomplete_results_say_what_to_do(course):

@@ -109,3 +109,18 @@ def test_batch_ensemble_lenet_shares_weights_and_repeats_the_batch():
             layer.bias.copy_(layer.bias[0].expand_as(layer.bias))
     members = model(x).reshape(4, 3, 10)
     torch.testing.assert_close(members[0], members[3])  # identical fast weights: one network
+
+
+def test_batch_ensemble_blocked_computation_equals_the_layers_on_a_repeated_batch():
+    torch.manual_seed(1)
+    model = BatchEnsembleLeNet(1, 10, num_estimators=3)
+    x = torch.randn(5, 1, 28, 28)
+    h = x.repeat(3, 1, 1, 1)  # what the layers' estimator-major forward expects
+    h = torch.relu(torch.nn.functional.max_pool2d(model.conv1(h), 2))
+    h = torch.relu(torch.nn.functional.max_pool2d(model.conv2(h), 2)).flatten(1)
+    feats = torch.relu(model.fc2(torch.relu(model.fc1(h))))
+    torch.testing.assert_close(model.feats_forward(x), feats, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(x), model.fc3(feats), atol=1e-5, rtol=1e-5)
+    model(x).sum().backward()  # gradients reach the shared weights and every member's vectors
+    for layer in (model.conv1, model.fc3):
+        assert layer.r_group.grad is not None and layer.s_group.grad.abs().sum() > 0

@@ -247,3 +247,17 @@ def test_a_negative_grouping_loss_is_never_ranked_best():
     assert table.best("cal/GL") is None  # a tie at about 0: no best
     (line, _) = report.verdicts(table, "b")
     assert "within noise on 1 (GL)" in line  # -0.0004 is an estimate of about 0, like 0.0
+
+
+def test_oracle_risk_and_zoomed_risk_coverage(predictions):
+    errors = torch.tensor([0.0, 1.0, 0.0, 1.0])  # two right, two wrong
+    assert plots.oracle_risk(errors).tolist() == [0.0, 0.0, 1 / 3, 0.5]
+    probs, targets, _ = predictions
+    fig = plots.risk_coverage_plot({"m": (probs, targets)}, coverage_range=(80, 100), oracle=True)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (80, 100) and len(ax.lines) == 2
+    pred = probs.double().mean(1).argmax(-1)
+    assert ax.lines[1].get_ydata().tolist() == pytest.approx(
+        (100 * plots.oracle_risk((pred != targets).double())).tolist()
+    )
+    plt.close(fig)

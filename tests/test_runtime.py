@@ -35,16 +35,18 @@ def test_usable_cpus_is_capped_by_affinity_and_quota(tmp_path):
     assert runtime.usable_cpus(tmp_path) == affinity
 
 
-def test_share_cpu_fairly_sets_passive_waits_before_torch():
+def test_share_cpu_fairly_sets_short_spins_before_torch():
     code = (
         "import os, sys; from tutorial_lib.runtime import share_cpu_fairly; n = share_cpu_fairly();"
-        "import torch; print(os.environ['OMP_WAIT_POLICY'], n, torch.get_num_threads())"
+        "import torch; print(os.environ['GOMP_SPINCOUNT'], os.environ['KMP_BLOCKTIME'], n, "
+        "torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY', '-'))"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "KMP_"))}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout.split()  # fmt: skip
-    assert out[0] == "PASSIVE" and out[1] == out[2] == str(runtime.usable_cpus())
-    env["OMP_WAIT_POLICY"], env["OMP_NUM_THREADS"] = "ACTIVE", "1"  # the user's choice is kept
+    cpus = str(runtime.usable_cpus())
+    assert out == ["1000", "0", cpus, cpus, "-"]  # no wait policy forced on the user
+    env["GOMP_SPINCOUNT"], env["OMP_NUM_THREADS"] = "300000", "1"  # the user's choice is kept
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout.split()  # fmt: skip
-    assert out == ["ACTIVE", "1", "1"]
+    assert out == ["300000", "0", "1", "1", "-"]

@@ -21,6 +21,10 @@ from typing import Any
 from tutorial_lib.files import find_root
 from tutorial_lib.report import direction, judge, ranked
 
+# what must match between a chapter's full-profile run and the committed results it replaces
+SAME = ("dataset", "seed", "seeds", "epochs", "batch_size", "recipe", "lr", "val_size",
+        "train_subset", "eval_subset")  # fmt: skip
+
 
 def results_path(name: str, root: str | os.PathLike | None = None) -> Path:
     """``<course root>/data/results/<name>.json`` (the root found from the current folder)."""
@@ -47,18 +51,24 @@ def evidence(comparison, name: str) -> dict[str, Any]:
     """The results a chapter's claims are checked on: ``comparison``'s own in the full profile,
     the committed ``data/results/<name>.json`` otherwise.
 
+    A chapter may run some of the committed models only; everything else that shapes the
+    numbers (data, seeds, epochs, batch size, recipe, validation split) must be the same.
+
     Raises:
-        ValueError: a full-profile comparison that does not run the committed experiment (other
-            models, seeds or data), so that the two can never silently differ.
+        ValueError: a full-profile comparison that does not run the committed experiment, so
+            that the two can never silently differ.
     """
     committed = load_results(name)
     if comparison.config.profile != "full":
         return committed
     ours = comparison.to_json(complete=True)
-    for key in ("models", "seeds", "dataset", "epochs", "val_size", "calibrate"):
-        if ours["config"][key] != committed["config"][key]:
-            raise ValueError(f"This run's {key} ({ours['config'][key]}) differs from "
-                             f"{name}.json's ({committed['config'][key]}).")  # fmt: skip
+    mine, theirs = ours["config"], committed["config"]
+    for key in SAME:
+        if mine[key] != theirs[key]:
+            raise ValueError(f"This run's {key} ({mine[key]}) differs from {name}.json's "
+                             f"({theirs[key]}).")  # fmt: skip
+    if not set(mine["models"]) <= set(theirs["models"]):
+        raise ValueError(f"This run's models {mine['models']} are not among {name}.json's.")
     return ours
 
 

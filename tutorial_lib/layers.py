@@ -276,6 +276,17 @@ class BatchLinear(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         _init_fast_weights(self, self.in_features)
 
+    def member_weights(self) -> Tensor:
+        """Each member's effective weight ``W * (s_m r_m^T)``: (M * out, in), member-blocked."""
+        w = self.weight[None] * self.s_group[:, :, None] * self.r_group[:, None, :]
+        return w.reshape(-1, self.in_features)
+
+    def forward_blocked(self, x: Tensor) -> Tensor:
+        """The same map on member-blocked features: (B, M * in) -> (B, M * out), member ``m`` in
+        the ``m``-th block (one batched product with :meth:`member_weights`)."""
+        bias = self.bias.flatten() if self.bias is not None else None
+        return packed_linear_bmm(x, self.member_weights(), bias, self.num_estimators)
+
     def forward(self, x: Tensor) -> Tensor:
         """(M*B, in_features) -> (M*B, out_features)."""
         xs = _split_members(x, self.num_estimators)  # (M, B, in)
@@ -321,6 +332,29 @@ class BatchConv2d(nn.Module):
         self.conv.reset_parameters()
         fan_in = self.conv.weight[0].numel()
         _init_fast_weights(self, fan_in)
+
+    def member_weights(self) -> Tensor:
+        """Each member's effective kernel, ``W`` scaled by ``s_m`` (output) and ``r_m`` (input
+        channels): (M * C_out, C_in, kH, kW), member-blocked."""
+        w = self.conv.weight[None] * self.s_group[:, :, None, None, None]
+        w = w * self.r_group[:, None, :, None, None]
+        return w.flatten(0, 1)
+
+    def forward_blocked(self, x: Tensor, shared_input: bool = False) -> Tensor:
+        """The same map on member-blocked channels, as one (grouped) convolution.
+
+        Args:
+            x: (B, M * C_in, H, W), member ``m`` in the ``m``-th block of channels; or, with
+                ``shared_input``, (B, C_in, H, W) read by every member (a first layer).
+
+        Returns:
+            (B, M * C_out, H', W').
+        """
+        weight = self.member_weights().to(memory_format=torch.channels_last)
+        bias = self.bias.flatten() if self.bias is not None else None
+        conv = self.conv
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation,
+                        groups=1 if shared_input else self.num_estimators)  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         """(M*B, C_in, H, W) -> (M*B, C_out, H', W')."""

@@ -161,9 +161,13 @@ class PackedLeNet(nn.Module):
 class BatchEnsembleLeNet(nn.Module):
     """LeNet of BatchEnsemble layers: ``num_estimators`` members sharing one set of weights.
 
-    The input batch is repeated ``M`` times (each member sees every input) and flows through
-    :class:`~tutorial_lib.layers.BatchConv2d` / :class:`~tutorial_lib.layers.BatchLinear` layers;
-    outputs are ``(M*B, C)`` estimator-major, in training and in eval mode.
+    Each member sees every input; outputs are ``(M*B, C)`` estimator-major, in training and in
+    eval mode. The layers are :class:`~tutorial_lib.layers.BatchConv2d` /
+    :class:`~tutorial_lib.layers.BatchLinear` (estimator-major inputs, one rank-1 modulation per
+    member), but the network computes with their member-blocked form (``forward_blocked``): each
+    member's effective weights ``W * (s_m r_m^T)`` in one grouped convolution or batched product
+    per layer, the layout of :class:`PackedLeNet`. The result is the same as repeating the batch M
+    times through the layers (tested), without repeating the batch.
 
     Args:
         in_channels, num_classes: as :class:`LeNet`.
@@ -180,16 +184,20 @@ class BatchEnsembleLeNet(nn.Module):
         self.fc2 = BatchLinear(120, 84, m)
         self.fc3 = BatchLinear(84, num_classes, m)
 
+    def _blocked_features(self, x: Tensor) -> Tensor:
+        x = F.relu(F.max_pool2d(self.conv1.forward_blocked(x, shared_input=True), 2))
+        x = F.relu(F.max_pool2d(self.conv2.forward_blocked(x), 2))
+        x = torch.flatten(x, 1)  # member blocks stay contiguous: channel-major flattening
+        return F.relu(self.fc2.forward_blocked(F.relu(self.fc1.forward_blocked(x))))
+
     def feats_forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, 28, 28) -> (M*B, 84) per-member features, estimator-major."""
-        x = x.repeat(self.num_estimators, *([1] * (x.ndim - 1)))
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        x = F.relu(F.max_pool2d(self.conv2(x), 2))
-        return F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))))
+        return to_estimator_major(self._blocked_features(x), self.num_estimators)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, 28, 28) -> (M*B, num_classes) logits, estimator-major."""
-        return self.fc3(self.feats_forward(x))
+        logits = self.fc3.forward_blocked(self._blocked_features(x))  # (B, M * C)
+        return to_estimator_major(logits, self.num_estimators)
 
 
 def strip_prefix(state_dict: Mapping[str, Tensor], prefix: str = "model.") -> dict[str, Tensor]:

@@ -68,29 +68,49 @@ def reliability_diagram(
     return fig
 
 
+def oracle_risk(errors: Tensor) -> Tensor:
+    """The risk-coverage curve of a perfect ranking of these predictions (every right one first):
+    ``max(0, k - n_right) / k`` at coverage k/N, k = 1..N, float64."""
+    n = errors.shape[0]
+    k = torch.arange(1, n + 1, dtype=torch.float64)
+    return (k - (n - errors.double().sum())).clamp(min=0) / k
+
+
 def risk_coverage_plot(
-    models: Mapping[str, tuple[Tensor, Tensor]], title: str = "Risk-coverage"
+    models: Mapping[str, tuple[Tensor, Tensor]],
+    title: str = "Risk-coverage",
+    coverage_range: tuple[float, float] = (0.0, 100.0),
+    oracle: bool = False,
 ) -> Figure:
     """Risk-coverage curves of several models on one axis, AURC in the legend.
 
     Args:
         models: ``{name: (probs, targets)}``.
+        coverage_range: the coverages shown, in percent (e.g. ``(80, 100)`` to zoom where the
+            curves differ).
+        oracle: also draw, dashed, each model's oracle curve (its own errors, ranked last).
     """
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, (probs, targets) in models.items():
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    shown_max = 0.0
+    for i, (name, (probs, targets)) in enumerate(models.items()):
         mean = _mean_probs(probs)
         targets = check_targets(targets, mean.shape[0], mean.shape[1])
         conf, pred = mean.max(-1)
-        coverage, risk = risk_coverage_curve(conf, (pred != targets).double())
-        ax.plot(
-            coverage * 100, risk * 100, label=f"{name} (AURC {100 * aurc(coverage, risk):.3f}%)"
-        )
-    ax.set(
-        xlabel="coverage (%)", ylabel="risk: error rate among kept (%)", title=title, xlim=(0, 100)
-    )
-    ax.set_ylim(bottom=0)
+        errors = (pred != targets).double()
+        coverage, risk = risk_coverage_curve(conf, errors)
+        colour = colours[i % len(colours)]
+        ax.plot(coverage * 100, risk * 100, color=colour,
+                label=f"{name} (AURC {100 * aurc(coverage, risk):.3f}%)")  # fmt: skip
+        inside = (coverage * 100 >= coverage_range[0]) & (coverage * 100 <= coverage_range[1])
+        shown_max = max(shown_max, float(risk[inside].max()) * 100)
+        if oracle:
+            ax.plot(coverage * 100, oracle_risk(errors) * 100, "--", color=colour, lw=1,
+                    label=f"{name}: oracle")  # fmt: skip
+    ax.set(xlabel="coverage (%)", ylabel="risk: error rate among kept (%)", title=title,
+           xlim=coverage_range, ylim=(0, 1.05 * shown_max or 1))  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -143,7 +163,9 @@ def error_gallery(
     names = class_names or [str(c) for c in range(mean.shape[1])]
     cols = max(1, min(4, wrong.numel()))
     rows = max(1, -(-wrong.numel() // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
+    members = per_member.shape[1]
+    row_height = 2.9 + 0.19 * members  # the image, its title and one line per member below
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, row_height * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     if wrong.numel() == 0:
@@ -163,6 +185,7 @@ def error_gallery(
         ax.text(0.5, -0.04, "\n".join(member_lines), transform=ax.transAxes, ha="center",
                 va="top", fontsize=8, family="monospace")  # fmt: skip
     fig.tight_layout()
+    fig.subplots_adjust(hspace=0.25 + 0.1 * members)  # room for the members' lines
     return fig
 
 

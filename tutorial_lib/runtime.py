@@ -1,12 +1,17 @@
-"""A fair share of a shared CPU: OpenMP threads that wait passively, as many as the CPUs we may use.
+"""A fair share of a shared CPU: OpenMP threads that barely spin, as many as the CPUs we may use.
 
 PyTorch's CPU kernels run on an OpenMP thread pool. By default those threads *spin* at every
-barrier, waiting for work; that is fastest on an idle machine and ruinous on a busy one (two
-notebooks, a browser, a shared Binder or Colab VM): with more runnable threads than cores, the
-spinning threads burn the time slices that the working ones need. Two settings fix it:
+barrier, waiting for work (GNU OpenMP spins up to 300,000 times before it sleeps); that is fastest
+on an idle machine and ruinous on a busy one (two notebooks, a browser, a shared Binder or Colab
+VM): with more runnable threads than cores, the spinning threads burn the time slices that the
+working ones need. Measured on 2 cores beside 2 busy processes, a one-epoch LeNet fit took 13x its
+quiet time with the default, 2.2x with the settings below (``benchmarks/RESULTS.md``). Two settings:
 
-- ``OMP_WAIT_POLICY=PASSIVE``: idle threads sleep instead of spinning. OpenMP reads it once, when
-  the library loads, so it must be set **before** ``import torch``;
+- a **short spin**: ``GOMP_SPINCOUNT=1000`` (GNU OpenMP, which the Linux wheels of PyTorch use) and
+  ``KMP_BLOCKTIME=0`` (Intel's and LLVM's OpenMP). Threads still catch the next parallel region
+  when it comes at once (quiet machines stay fast: never spinning, ``OMP_WAIT_POLICY=PASSIVE``,
+  cost 12-30 % per training step here) and otherwise sleep. OpenMP reads these once, when it
+  loads, so they must be set **before** ``import torch``;
 - a thread count equal to the CPUs this process may really use: its affinity mask, capped by a
   cgroup CPU quota (containers, Binder, CI runners often allow fewer CPUs than ``os.cpu_count()``
   reports).
@@ -16,7 +21,7 @@ they import torch; each notebook's first cell does too. If you import torch your
 
     from tutorial_lib.runtime import share_cpu_fairly; share_cpu_fairly()
 
-or set the variables in the shell: ``export OMP_WAIT_POLICY=PASSIVE``.
+or set the variables in the shell: ``export GOMP_SPINCOUNT=1000 KMP_BLOCKTIME=0``.
 ``benchmarks/contention.py`` measures the effect.
 """
 
@@ -28,6 +33,7 @@ import sys
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SPIN = {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}  # chosen by benchmarks/contention.py
 
 
 def cgroup_cpu_quota(root: str | os.PathLike = CGROUP_ROOT) -> float | None:
@@ -65,12 +71,20 @@ def usable_cpus(root: str | os.PathLike = CGROUP_ROOT) -> int:
     return max(1, count)
 
 
+def fair_share_environment(threads: int | None = None) -> dict[str, str]:
+    """The OpenMP variables :func:`share_cpu_fairly` sets (where the user has not)."""
+    return SPIN | {
+        "OMP_NUM_THREADS": str(threads or int(os.environ.get("OMP_NUM_THREADS") or usable_cpus())),
+    }
+
+
 def share_cpu_fairly(threads: int | None = None) -> int:
-    """Passive OpenMP waiting and a thread count that fits the CPUs we may use.
+    """Short OpenMP spins and a thread count that fits the CPUs we may use.
 
     Call it before importing torch. Values the user already set in the environment
-    (``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``) are kept. If torch is already imported, the thread
-    count still applies but the wait policy cannot change any more.
+    (``GOMP_SPINCOUNT``, ``KMP_BLOCKTIME``, ``OMP_NUM_THREADS``) are kept, and so is a user's
+    ``OMP_WAIT_POLICY`` (none is set here). If torch is already imported, the thread count still
+    applies but the spinning cannot change any more.
 
     Args:
         threads: the number of threads; ``None`` takes ``OMP_NUM_THREADS`` if set, else
@@ -79,10 +93,11 @@ def share_cpu_fairly(threads: int | None = None) -> int:
     Returns:
         The number of threads set.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if threads is None:
-        threads = int(os.environ.get("OMP_NUM_THREADS") or usable_cpus())
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    variables = fair_share_environment(threads)
+    if not os.environ.get("TUTORIAL_KEEP_OMP"):  # (benchmarks/contention.py compares settings)
+        for name, value in variables.items():
+            os.environ.setdefault(name, value)
+    threads = int(os.environ.get("OMP_NUM_THREADS") or variables["OMP_NUM_THREADS"])
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     return threads
