@@ -5,7 +5,8 @@ M in {2, 4}; alpha=1, M=4 cannot be built: LeNet's 6 channels do not split into 
 deep ensembles (M in {2, 4}) with 3 seeds on MNIST and FashionMNIST (3 epochs, the default recipe),
 then measures each trained model's inference throughput on the CPU (test set, batch 2048, eval
 mode, median of 3 passes after a warm-up). Writes ``data/results/pareto.json`` (parameters,
-training time, images/s, accuracy, NLL, ECE, OOD AUROC, mean and std over seeds) and
+training time (median over seeds), images/s, accuracy, NLL, ECE, OOD AUROC, mean and std over
+seeds) and
 ``benchmarks/pareto.png``; prints the table. Run it with nothing else on the machine: it takes
 about half an hour on 2 CPU cores.
 
@@ -18,7 +19,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 from common import machine
@@ -29,26 +29,6 @@ MODELS = ("lenet", "mc-dropout", "batch-ensemble-4", "packed-1-2", "packed-2-2",
           "packed-4-2", "packed-4-4", "deep-ensemble-2", "deep-ensemble-4")  # fmt: skip
 KEYS = ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def images_per_second(model, images, stats, repeats: int = 3) -> float:
-    """Inference throughput of a trained model on the CPU: the test set in batches of 2048."""
-    import torch
-
-    from tutorial_lib.data import TensorBatchLoader
-
-    model = model.cpu().eval().to(memory_format=torch.channels_last)
-    loader = TensorBatchLoader(images, torch.zeros(len(images), dtype=torch.long), 2048,
-                               shuffle=False, mean=stats[0], std=stats[1])  # fmt: skip
-    batches = [x.contiguous(memory_format=torch.channels_last) for x, _ in loader]
-    times = []
-    with torch.no_grad():
-        for _ in range(repeats + 1):  # the first pass warms up
-            start = time.perf_counter()
-            for x in batches:
-                model(x)
-            times.append(time.perf_counter() - start)
-    return len(images) / statistics.median(times[1:])
 
 
 def main() -> None:
@@ -64,12 +44,14 @@ def main() -> None:
     matplotlib.use("Agg")
     from tutorial_lib.compare import run_comparison
     from tutorial_lib.config import ExperimentConfig
-    from tutorial_lib.data import STATS, load_split
+    from tutorial_lib.data import STATS, load_split, normalize
     from tutorial_lib.files import write_json
+    from tutorial_lib.metrics import throughput
     from tutorial_lib.plots import pareto_plot
 
     print(f"machine: {machine()}", flush=True)
-    study = {"command": "python " + " ".join(sys.argv), "machine": machine(), "datasets": {}}
+    study = {"complete": False, "command": "python " + " ".join(sys.argv), "machine": machine(),
+             "datasets": {}}  # fmt: skip
     for dataset in args.datasets:
         config = ExperimentConfig.create("full", dataset=dataset, models=MODELS, seeds=args.seeds,
                                          out=f"{args.out}/{dataset}")  # fmt: skip
@@ -79,12 +61,13 @@ def main() -> None:
         points = {}
         for model_name, runs in comparison.runs.items():
             summary = comparison.summary(model_name)
-            speed = [images_per_second(r.model, test_images, STATS[name]) for r in runs]
+            batch = normalize(test_images, *STATS[name])  # (N, 1, 28, 28), as the model sees it
+            speed = [throughput(r.model.cpu(), batch) for r in runs]
             points[model_name] = {
                 "spec": summary["spec"],
                 "params": summary["metrics"]["cplx/params"],
                 "flops_per_image": summary["metrics"]["cplx/flops_per_image"],
-                "fit_s": statistics.fmean(summary["fit_s"]),
+                "fit_s": statistics.median(summary["fit_s"]),  # robust to one disturbed run
                 "images_per_s": statistics.median(speed),
             } | {k: summary["metrics"][k] for k in KEYS} | {
                 f"{k}_std": summary["std"][k] for k in KEYS}  # fmt: skip
@@ -98,7 +81,7 @@ def main() -> None:
                   f"{p['images_per_s']:8,.0f} {cells}", flush=True)  # fmt: skip
         fig = pareto_plot(points, title=comparison.data["id"])
         fig.savefig(ROOT / "benchmarks" / f"pareto_{dataset}.png", dpi=90, bbox_inches="tight")
-    write_json(Path(args.results), study)
+    write_json(Path(args.results), study | {"complete": True})
     print(f"\nwrote {args.results}")
     print(json.dumps({d: len(v["points"]) for d, v in study["datasets"].items()}))
 

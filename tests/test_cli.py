@@ -17,6 +17,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 
+@pytest.mark.subprocess
 def test_help_and_version_import_no_heavy_library(capsys):
     assert cli.main([]) == 0
     assert "tutorial-lib" in capsys.readouterr().out
@@ -143,3 +144,13 @@ def test_notebooks_and_book_find_the_course_from_the_current_folder(tmp_path, mo
     assert cli.main(["book", "--root", str(tmp_path / "course")]) == 0
     assert cli.main(["notebooks", "--root", str(tmp_path / "course"), "missing.ipynb"]) == 1
     assert "No such notebook" in capsys.readouterr().err
+
+
+def test_the_new_methods_run_from_the_command_line(real_root, tmp_path, capsys):
+    out = tmp_path / "new"
+    argv = ["compare", "--profile", "quick", "--models", "mc-dropout", "batch-ensemble",
+            "--data-dir", str(real_root), "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    models = json.loads((out / "results.json").read_text())["models"]
+    assert set(models) == {"MC-Dropout (T=8)", "BatchEnsemble (M=4)"}
+    assert models["BatchEnsemble (M=4)"]["metrics"]["ens/MI"] > 0  # members that differ

@@ -91,6 +91,8 @@ def test_model_specs():
         "deep-ensemble", 4, 4, "Deep Ensemble (M=4)")  # fmt: skip
     mc = parse_model("mc-dropout", config)
     assert (mc.members, mc.train_members, mc.name) == (5, 1, "MC-Dropout (T=5)")
+    assert parse_model("batch-ensemble", config).members == 2  # M from --num-estimators
+    assert parse_model("deep-ensemble", config).slug == "deep-ensemble-2"
     be = parse_model("batch-ensemble-4")
     assert (be.slug, be.train_members, be.name) == ("batch-ensemble-4", 4, "BatchEnsemble (M=4)")
     assert [s.spec for s in config.with_values(models=("lenet", "mc-dropout")).specs] == [

@@ -18,6 +18,7 @@ import pytest
 from tutorial_lib import data, hub
 
 MIRROR = os.environ.get("TUTORIAL_DATA_MIRROR")
+pytestmark = pytest.mark.subprocess  # every test here kills or interrupts processes
 
 
 def python(code: str) -> subprocess.Popen:

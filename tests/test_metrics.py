@@ -444,3 +444,17 @@ def test_tie_group_ends_and_roc_curve():
 
     auroc = float(binary_auroc(scores, is_ood.long()))
     assert float(torch.trapezoid(tpr, fpr)) == pytest.approx(auroc)  # the ROC behind AUROC
+
+
+def test_throughput_times_inference_and_restores_the_mode():
+    from tutorial_lib.metrics import throughput
+    from tutorial_lib.models import LeNet
+
+    calls = []
+    model = LeNet().train()
+    model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    rate = throughput(model, torch.zeros(10, 1, 28, 28), batch_size=4, repeats=2)
+    assert rate > 0 and model.training  # measured in eval mode, the mode restored
+    assert calls == [4, 4, 2] * 3  # one warm-up pass and two timed passes, in batches of 4
+    with pytest.raises(ValueError, match="repeats"):
+        throughput(model, torch.zeros(1, 1, 28, 28), repeats=0)

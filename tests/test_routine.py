@@ -159,6 +159,7 @@ if tr.is_global_zero:
 """
 
 
+@pytest.mark.subprocess
 def test_ddp_metrics_equal_single_process(real_root, tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))

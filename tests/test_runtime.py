@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tutorial_lib import runtime
 
 
@@ -35,6 +37,7 @@ def test_usable_cpus_is_capped_by_affinity_and_quota(tmp_path):
     assert runtime.usable_cpus(tmp_path) == affinity
 
 
+@pytest.mark.subprocess
 def test_share_cpu_fairly_sets_short_spins_before_torch():
     code = (
         "import os, sys; from tutorial_lib.runtime import share_cpu_fairly; n = share_cpu_fairly();"

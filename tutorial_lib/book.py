@@ -27,9 +27,12 @@ _DROPPED_MIME = "application/vnd.jupyter.widget-view+json"  # live progress bars
 
 INTRODUCTION = """# From Deep Ensembles to Packed-Ensembles
 
-A hands-on course on **uncertainty in deep learning**. You train a LeNet on MNIST, then a deep
-ensemble and a Packed-Ensemble, and measure what ensembling buys: accuracy, calibration, detection
-of out-of-distribution inputs (FashionMNIST), selective classification and the grouping loss.
+A hands-on course on **uncertainty in deep learning**. You train a LeNet on MNIST, then deep
+ensembles, a Packed-Ensemble, MC-Dropout and BatchEnsemble, and measure what each buys, over
+several seeds and with error bars: accuracy, calibration, detection of out-of-distribution inputs,
+selective classification, the grouping loss, robustness to distribution shift, temperature scaling
+and conformal prediction sets, and what it all costs. Every sentence that states a result is
+checked by code on the results the chapter computed.
 
 Every chapter is a notebook that runs on a laptop CPU in minutes; the pages of this site are those
 notebooks, executed, with the numbers and figures they computed. To run them yourself, use the
@@ -80,7 +83,8 @@ $-\mathrm{confidence}$ and OOD is the positive class.
   ID input. Higher is better.
 - **AUPR**: average precision, $\sum_n (R_n - R_{n-1}) P_n$. Higher is better.
 - **FPR95**: the fraction of ID inputs flagged at the first threshold that catches 95 % of the OOD
-  inputs. Lower is better.
+  inputs (OOD is the positive class here; some papers define it the other way round). Lower is
+  better.
 - **OOD Entropy**: the mean entropy of $\bar p$ on the OOD set. Higher is better.
 
 ## Selective classification
@@ -89,7 +93,8 @@ Sort by confidence, most confident first; $r_k$ is the error rate among the $k$ 
 
 - **AURC**: trapezoidal area under $r_k$ over coverage $k/N$, divided by $1 - 1/N$. Lower is better.
 - **AUGRC**: the same for the generalised risk $(k/N)\, r_k$. Lower is better.
-- **Cov@5Risk**: the largest coverage with $r_k \le 5\%$. Higher is better.
+- **Cov@5Risk**, **Cov@1Risk**: the largest coverage with $r_k \le 5\%$ (resp. 1 %). Higher is
+  better. Uninformative when every model's overall error rate is already below the level.
 - **Risk@80Cov**: $r_k$ at $k = \lceil 0.8 N \rceil$. Lower is better.
 
 ## Ensemble diversity
@@ -98,11 +103,25 @@ Sort by confidence, most confident first; $r_k$ is the error rate among the $k$ 
 - **Expected entropy** (ens. Entropy): $\frac{1}{M}\sum_m H(p_m)$, the aleatoric part.
 - **MI (mutual information)**: $H(\bar p) - \frac{1}{M}\sum_m H(p_m)$, the epistemic part.
 
+## Post-hoc calibration and conformal prediction
+
+- **Temperature** $T$: the number dividing the logits (for an ensemble, $\log \bar p$) before the
+  softmax, fitted by minimising the NLL on the validation split. $T < 1$ sharpens an
+  under-confident model, $T > 1$ softens an over-confident one; the accuracy never changes.
+- **Conformal set**: the classes whose non-conformity score is at most the
+  $\lceil (n+1)(1-\alpha) \rceil$-th smallest of $n$ calibration scores. THR scores a class by
+  $1 - p_c$, APS by the probability mass ranked above it (plus a random share of its own), RAPS
+  adds a penalty on low ranks.
+- **Coverage**: the fraction of inputs whose set contains the true class; at least $1 - \alpha$ on
+  average when calibration and test inputs are exchangeable. **Set size**: the mean number of
+  classes per set (0 for an empty set: "I don't know").
+
 ## Cost
 
 - **params**: the number of trainable parameters.
-- **FLOPs**: 2 x the multiply-adds of convolutions and matrix products per image, as
-  `torch.utils.flop_counter` counts them.
+- **FLOPs**: 2 x the multiply-adds of convolutions and matrix products per image at test time
+  (MC-Dropout's T passes included), as `torch.utils.flop_counter` counts them.
+- **images/s**: inference throughput measured on a given machine (chapter 8).
 """
 
 REFERENCES = """# References
@@ -117,6 +136,23 @@ REFERENCES = """# References
 - Yaniv Ovadia et al. *Can You Trust Your Model's Uncertainty? Evaluating Predictive Uncertainty
   Under Dataset Shift*. NeurIPS 2019.
 - Yonatan Geifman, Ran El-Yaniv. *Selective Classification for Deep Neural Networks*. NeurIPS 2017.
+- Chuan Guo, Geoff Pleiss, Yu Sun, Kilian Q. Weinberger. *On Calibration of Modern Neural
+  Networks*. ICML 2017.
+- Yarin Gal, Zoubin Ghahramani. *Dropout as a Bayesian Approximation: Representing Model
+  Uncertainty in Deep Learning*. ICML 2016.
+- Yeming Wen, Dustin Tran, Jimmy Ba. *BatchEnsemble: an Alternative Approach to Efficient Ensemble
+  and Lifelong Learning*. ICLR 2020.
+- Vladimir Vovk, Alex Gammerman, Glenn Shafer. *Algorithmic Learning in a Random World*.
+  Springer, 2005.
+- Mauricio Sadinle, Jing Lei, Larry Wasserman. *Least Ambiguous Set-Valued Classifiers with
+  Bounded Error Levels*. JASA 2019.
+- Yaniv Romano, Matteo Sesia, Emmanuel Candès. *Classification with Valid and Adaptive Coverage*.
+  NeurIPS 2020.
+- Anastasios Angelopoulos, Stephen Bates, Jitendra Malik, Michael I. Jordan. *Uncertainty Sets for
+  Image Classifiers using Conformal Prediction*. ICLR 2021.
+- Anastasios Angelopoulos, Stephen Bates. *A Gentle Introduction to Conformal Prediction and
+  Distribution-Free Uncertainty Quantification*. arXiv:2107.07511.
+- Norman Mu, Justin Gilmer. *MNIST-C: A Robustness Benchmark for Computer Vision*. 2019.
 - Yann LeCun, Léon Bottou, Yoshua Bengio, Patrick Haffner. *Gradient-based learning applied to
   document recognition*. Proceedings of the IEEE, 1998.
 - TorchUncertainty, the reference library and tutorial this course reproduces: the PyPI package

@@ -8,8 +8,9 @@ command builds its flags from the fields below (their ``metadata`` holds the hel
 its default cannot drift apart.
 
 Models are named by short specs: ``lenet``, ``mc-dropout``, ``deep-ensemble-M``,
-``batch-ensemble-M``, ``packed`` (width and members from ``alpha`` / ``num_estimators``) or
-``packed-A-M`` (alpha A, M members). :func:`parse_model` turns one into a :class:`ModelSpec`.
+``batch-ensemble-M``, ``packed-A-M`` (alpha A, M members), or ``deep-ensemble``,
+``batch-ensemble``, ``packed`` with M (and alpha, gamma) from ``num_estimators`` (``alpha``,
+``gamma``). :func:`parse_model` turns one into a :class:`ModelSpec`.
 
 This module imports nothing heavy (no torch), so ``tutorial-lib --help`` starts fast.
 """
@@ -59,7 +60,8 @@ class ExperimentConfig:
         default=("lenet", "deep-ensemble-2", "packed"),
         metadata=_opt(
             "models to train and compare: lenet, mc-dropout, deep-ensemble-M, batch-ensemble-M, "
-            "packed (alpha and M from --alpha, --num-estimators) or packed-A-M",
+            "packed-A-M, or deep-ensemble, batch-ensemble, packed with M from --num-estimators "
+            "(and alpha from --alpha)",
             nargs="+",
         ),
     )
@@ -71,7 +73,9 @@ class ExperimentConfig:
         ),
     )
     alpha: float = field(default=2.0, metadata=_opt("Packed-Ensemble width factor alpha"))
-    num_estimators: int = field(default=4, metadata=_opt("Packed-Ensemble members M"))
+    num_estimators: int = field(
+        default=4, metadata=_opt("members M of packed, deep-ensemble and batch-ensemble")
+    )
     gamma: int = field(default=1, metadata=_opt("Packed-Ensemble groups per member gamma"))
     mc_samples: int = field(
         default=8, metadata=_opt("stochastic forward passes of mc-dropout at test time (T)")
@@ -270,7 +274,7 @@ class ModelSpec:
 
 _ENSEMBLE = re.compile(r"^(deep-ensemble|batch-ensemble)-(\d+)$")
 _PACKED = re.compile(r"^packed-(\d+(?:\.\d+)?)-(\d+)$")
-MODEL_HELP = "lenet, mc-dropout, deep-ensemble-M, batch-ensemble-M, packed, packed-A-M"
+MODEL_HELP = "lenet, mc-dropout, deep-ensemble[-M], batch-ensemble[-M], packed, packed-A-M"
 
 
 def parse_model(text: str, config: ExperimentConfig | None = None) -> ModelSpec:
@@ -286,6 +290,8 @@ def parse_model(text: str, config: ExperimentConfig | None = None) -> ModelSpec:
         return ModelSpec(text, "mc-dropout", config.mc_samples)
     if text == "packed":
         return ModelSpec(text, "packed", config.num_estimators, config.alpha, config.gamma)
+    if text in ("deep-ensemble", "batch-ensemble"):
+        return parse_model(f"{text}-{config.num_estimators}", config)
     if match := _ENSEMBLE.match(text):
         kind, members = match.group(1), int(match.group(2))
         if members < 2:

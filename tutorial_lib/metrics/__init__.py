@@ -1,7 +1,13 @@
 """Uncertainty metrics, one small module per family; :func:`evaluate_predictions` runs them all."""
 
-from tutorial_lib.metrics.complexity import complexity
+from tutorial_lib.metrics.complexity import complexity, throughput
 from tutorial_lib.metrics.evaluate import UncertaintyMetrics, evaluate_predictions
 from tutorial_lib.metrics.grouping import grouping_loss
 
-__all__ = ["UncertaintyMetrics", "complexity", "evaluate_predictions", "grouping_loss"]
+__all__ = [
+    "UncertaintyMetrics",
+    "complexity",
+    "evaluate_predictions",
+    "grouping_loss",
+    "throughput",
+]
