@@ -408,3 +408,10 @@ def test_fashion_is_in_distribution_with_its_own_statistics(real_root):
     assert abs(float(x.mean())) < 0.2 and abs(float(x.std()) - 1) < 0.2  # standardised
     with pytest.raises(ValueError, match="dataset"):
         data.MNISTDataModule(dataset="cifar")
+
+
+def test_published_sources_are_torchvisions():
+    for name, source in data.DATASETS.items():
+        theirs = getattr(torchvision.datasets, name)
+        assert list(source.mirrors) == list(theirs.mirrors), name
+        assert list(source.resources) == [tuple(r) for r in theirs.resources], name

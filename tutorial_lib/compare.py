@@ -47,7 +47,12 @@ from tutorial_lib.ensembles import RepeatTarget, deep_ensembles, fuse
 from tutorial_lib.metrics import evaluate_predictions, grouping_loss
 from tutorial_lib.models import BatchEnsembleLeNet, LeNet, MCDropoutLeNet, PackedLeNet
 from tutorial_lib.routine import ClassificationRoutine, predict
-from tutorial_lib.trainer import describe_machine, make_trainer, seed_everything
+from tutorial_lib.trainer import (
+    describe_machine,
+    make_trainer,
+    release_cpu_memory,
+    seed_everything,
+)
 
 NUM_CLASSES = 10
 SUMMARY_KEYS = ("cls/Acc", "cls/NLL", "cal/ECE", "cal/aECE", "ood/AUROC", "ood/FPR95", "sc/AURC")
@@ -226,7 +231,7 @@ def evaluate_shift(
     seed: int = 0,
     grouping: bool | Collection[str] = False,
     severities: tuple[int, ...] = SEVERITIES,
-    batch_size: int = 2048,
+    batch_size: int = 1024,
 ) -> list[dict[str, Any]]:
     """Accuracy, NLL, ECE (and the grouping loss) of each model on each corrupted test set.
 
@@ -237,6 +242,8 @@ def evaluate_shift(
         stats: the normalisation (mean, std) of the training set.
         grouping: estimate the grouping loss too: for every model (True) or for those named
             (each estimate fits decision trees, about a second).
+        batch_size: images per forward pass (small enough to keep a notebook within Binder's
+            memory; the allocator's cached memory is handed back after each set).
 
     Returns:
         One row per (model, corruption, severity): ``{"model", "corruption", "severity",
@@ -247,6 +254,7 @@ def evaluate_shift(
     sets = [("none", 0)] + [(c, s) for c in CORRUPTIONS for s in severities if s > 0]
     for corruption, severity in sets:
         shifted = images if severity == 0 else corrupt(images, corruption, severity, seed)
+        release_cpu_memory()  # the corruption's temporaries, before the predictions allocate
         loader = TensorBatchLoader(shifted, labels, batch_size, shuffle=False, mean=stats[0],
                                    std=stats[1])  # fmt: skip
         for name, model in models.items():
@@ -261,6 +269,7 @@ def evaluate_shift(
                 except ValueError:  # all right (or all wrong): not defined
                     row["cal/GL"] = math.nan
             rows.append(row)
+        release_cpu_memory()  # and what this set's predictions freed (see trainer.py)
     return rows
 
 

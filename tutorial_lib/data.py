@@ -30,11 +30,11 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-import torchvision
 from torch import Tensor
 
 from tutorial_lib.files import atomic_write, remove_stale_parts, save_tensors
@@ -42,10 +42,32 @@ from tutorial_lib.files import atomic_write, remove_stale_parts, save_tensors
 CROP_PADDING = 4
 VAL_SPLIT_SEED = 2023  # fixed: the validation images are the same whatever the run's seed
 
-DATASETS: dict[str, type[torchvision.datasets.MNIST]] = {
-    "MNIST": torchvision.datasets.MNIST,
-    "FashionMNIST": torchvision.datasets.FashionMNIST,
-}
+
+@dataclass(frozen=True)
+class Source:
+    """Where a data set's four raw files are published, and their md5 (torchvision's values; a
+    test checks them against torchvision's, which the data layer does not need to import)."""
+
+    mirrors: tuple[str, ...]
+    resources: tuple[tuple[str, str], ...]
+
+
+DATASETS: dict[str, Source] = {
+    "MNIST": Source(
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+        (("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+         ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+         ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+         ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")),
+    ),
+    "FashionMNIST": Source(
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        (("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+         ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+         ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+         ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310")),
+    ),
+}  # fmt: skip
 # Per-pixel mean and standard deviation of each training set (images scaled to [0, 1]).
 STATS = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
 MNIST_MEAN, MNIST_STD = STATS["MNIST"]
@@ -376,14 +398,20 @@ def torchvision_dataset(
     root: str | os.PathLike | None = None,
     mirror: str | os.PathLike | None = None,
     transform=None,
-) -> torchvision.datasets.MNIST:
+):
     """The same split through torchvision's class (PIL images; used by the reference pipeline).
 
     The raw files are prepared first, so torchvision only checks their md5 and extracts them: it
     never touches the network.
+
+    Returns:
+        A ``torchvision.datasets.MNIST`` (or ``FashionMNIST``).
     """
+    import torchvision
+
     prepare(name, root, mirror)
-    return DATASETS[name](str(data_root(root)), train=train, download=True, transform=transform)
+    dataset = getattr(torchvision.datasets, name)
+    return dataset(str(data_root(root)), train=train, download=True, transform=transform)
 
 
 def normalize(images: Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> Tensor:
