@@ -6,9 +6,8 @@ deep ensembles (M in {2, 4}) with 3 seeds on MNIST and FashionMNIST (3 epochs, t
 then measures each trained model's inference throughput on the CPU (test set, batch 2048, eval
 mode, median of 3 passes after a warm-up). Writes ``data/results/pareto.json`` (parameters,
 training time (median over seeds), images/s, accuracy, NLL, ECE, OOD AUROC, mean and std over
-seeds) and
-``benchmarks/pareto.png``; prints the table. Run it with nothing else on the machine: it takes
-about half an hour on 2 CPU cores.
+seeds) and ``benchmarks/pareto_{mnist,fashion}.png``; prints the table. Run it with nothing else
+on the machine: it takes about half an hour on 2 CPU cores.
 
     python benchmarks/pareto.py [--seeds 3] [--datasets mnist fashion] [--out outputs/pareto]
 """

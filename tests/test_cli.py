@@ -32,6 +32,17 @@ def test_help_and_version_import_no_heavy_library(capsys):
     assert out.strip() == f"tutorial-lib {__version__}"
 
 
+@pytest.mark.subprocess
+def test_the_command_exits_fast_with_its_code_and_every_line_flushed(real_root, tmp_path):
+    (tmp_path / "file").write_text("")
+    argv = ["compare", "--profile", "quick", "--models", "lenet", "--data-dir", str(real_root)]
+    done = subprocess.run([sys.executable, "-m", "tutorial_lib", *argv, "--out",
+                           str(tmp_path / "file")], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == cli.EXIT_FAILED, done.stderr
+    assert done.stdout.startswith("tutorial-lib compare: LeNet;")  # printed before the failure
+    assert "is a file, not a folder" in done.stderr.strip().splitlines()[-1]
+
+
 def test_compare_help_shows_defaults_and_the_quick_preset(capsys):
     with pytest.raises(SystemExit):
         cli.main(["compare", "--help"])

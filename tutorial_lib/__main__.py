@@ -1,5 +1,5 @@
 """`python -m tutorial_lib` runs the `tutorial-lib` command."""
 
-from tutorial_lib.cli import main
+from tutorial_lib.cli import entry
 
-raise SystemExit(main())
+entry()

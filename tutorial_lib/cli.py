@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from tutorial_lib import __version__
 from tutorial_lib.config import (
@@ -208,6 +209,23 @@ def _book(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {"compare": _compare, "pretrain": _pretrain, "notebooks": _notebooks, "book": _book}
+
+
+def entry() -> NoReturn:
+    """The console script (and ``python -m tutorial_lib``): run :func:`main`, then exit at once.
+
+    Once torch and Lightning are loaded, the interpreter's own shutdown (collecting thousands of
+    modules and objects) takes ~1.5 s on a 2-core CPU, a twentieth of a ``compare`` run. Every
+    output is written, closed and renamed into place before :func:`main` returns (the TensorBoard
+    writers are closed by the trainer), so once the heavy libraries are in, the process flushes
+    its streams and ends with :func:`os._exit`. ``--help`` and usage errors exit normally.
+    """
+    code = main()
+    if "torch" not in sys.modules:
+        raise SystemExit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
