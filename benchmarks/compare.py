@@ -12,7 +12,11 @@ install ``torch-uncertainty`` beside the project, make it run offline on a CPU (
 is run by the shell: point it at your copy), for example
 ``--reference "python /path/to/reference_offline.py"``.
 
-    python benchmarks/compare.py [--runs 3] [--accelerator gpu] [--reference CMD]
+With ``--seeds N`` it then times one ``tutorial-lib compare --seeds N`` and prints how many times
+the one-seed median it takes (data are prepared and libraries imported once: at most 3.2x for
+3 seeds is the target).
+
+    python benchmarks/compare.py [--runs 3] [--accelerator gpu] [--reference CMD] [--seeds N]
 """
 
 from __future__ import annotations
@@ -38,19 +42,24 @@ def timed_process(command: list[str] | str, shell: bool = False) -> tuple[float,
     return seconds, done.stdout
 
 
+def compare_command(out: str, accelerator: str, *extra: str) -> list[str]:
+    """``tutorial-lib compare`` (with its defaults) as a fresh Python process."""
+    return [sys.executable, "-m", "tutorial_lib", "compare", "--out", out,
+            "--accelerator", accelerator, *extra]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--reference", default=None, help="shell command running the reference")
+    parser.add_argument("--seeds", type=int, default=None, help="also time one --seeds N run")
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
     ours, theirs = [], []
     for run in range(1, args.runs + 1):
         out = tempfile.mkdtemp(prefix="bench-compare-")
-        command = [sys.executable, "-m", "tutorial_lib", "compare", "--out", out,
-                   "--accelerator", args.accelerator]  # fmt: skip
-        seconds, printed = timed_process(command)
+        seconds, printed = timed_process(compare_command(out, args.accelerator))
         ours.append(seconds)
         lines = [line for line in printed.splitlines() if line.startswith(("[", "Total"))]
         print(f"run {run}: tutorial-lib compare {seconds:.1f} s end to end; "
@@ -65,6 +74,12 @@ def main() -> None:
         ratio = statistics.median(theirs) / statistics.median(ours)
         print(f"reference, end to end: median {statistics.median(theirs):.1f} s; "
               f"ours is {ratio:.1f}x faster (medians of the same run)")  # fmt: skip
+    if args.seeds:
+        out = tempfile.mkdtemp(prefix="bench-compare-seeds-")
+        seconds, _ = timed_process(compare_command(out, args.accelerator, "--seeds",
+                                                   str(args.seeds)))  # fmt: skip
+        print(f"tutorial-lib compare --seeds {args.seeds}: {seconds:.1f} s end to end, "
+              f"{seconds / statistics.median(ours):.2f}x the one-seed median")  # fmt: skip
     print(f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} in this process)")
 
 

@@ -70,6 +70,7 @@ def test_defaults_live_in_the_dataclass_only():
     ],
 )
 def test_bad_values_are_one_line_errors(values, message):
+    values = dict(values)  # the parameters are shared: a second run must see them whole
     profile = values.pop("profile", None)
     with pytest.raises(ConfigError, match=message) as info:
         ExperimentConfig.create(profile or "full", **values)

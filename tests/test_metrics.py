@@ -458,3 +458,15 @@ def test_throughput_times_inference_and_restores_the_mode():
     assert calls == [4, 4, 2] * 3  # one warm-up pass and two timed passes, in batches of 4
     with pytest.raises(ValueError, match="repeats"):
         throughput(model, torch.zeros(1, 1, 28, 28), repeats=0)
+
+
+def test_complexity_counts_per_image_and_per_batch_and_restores_the_mode():
+    from tutorial_lib.metrics import complexity
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    model.train()
+    cost = complexity(model, input_size=(4, 1, 28, 28), batch_size=16)
+    per_image = 2 * 784 * 10  # one matrix product: 2 x multiply-adds, divided by the probe's B=4
+    assert cost == {"params": 7850, "flops_per_image": per_image, "flops_batch": 16 * per_image,
+                    "batch_size": 16}  # fmt: skip
+    assert model.training

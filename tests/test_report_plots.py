@@ -261,3 +261,96 @@ def test_oracle_risk_and_zoomed_risk_coverage(predictions):
         (100 * plots.oracle_risk((pred != targets).double())).tolist()
     )
     plt.close(fig)
+
+
+GOLDEN_COLUMNS = {
+    "LeNet": {"cls/Acc": 0.9847, "cls/NLL": 0.04691, "ood/Entropy": 1.2, "cplx/params": 44426,
+              "fit_s": 8.6},
+    "DE-2": {"cls/Acc": 0.9882, "cls/NLL": 0.04160, "ood/Entropy": 1.5, "cplx/params": 88852,
+             "fit_s": 10.5},
+}  # fmt: skip
+GOLDEN_SPREAD = {"LeNet": {"cls/Acc": 0.0022, "cls/NLL": 0.0045},
+                 "DE-2": {"cls/Acc": 0.0008, "cls/NLL": 0.002}}  # fmt: skip
+GOLDEN_MARKDOWN = """\
+**MNIST (mean ± std over 3 seeds)**
+
+| Metric | LeNet | DE-2 |
+|---|---:|---:|
+| ***Classification*** | | |
+| Acc ↑ (%) | 98.47 ± 0.22% | **98.82 ± 0.08%** |
+| NLL ↓ | 0.04691 ± 0.00450 | **0.04160 ± 0.00200** |
+| ***OOD Detection*** | | |
+| OOD Entropy ↑ | 1.20000 | **1.50000** |
+| ***Cost*** | | |
+| params ↓ | **44,426** | 88,852 |
+| ***Other*** | | |
+| training time | 8.6 s | 10.5 s |
+"""
+
+
+def test_a_table_reads_exactly_as_expected_in_markdown_html_and_a_terminal():
+    table = report.MetricTable(GOLDEN_COLUMNS, title="MNIST", spread=GOLDEN_SPREAD, seeds=3)
+    assert table.to_markdown() == GOLDEN_MARKDOWN == str(table)
+    right = '<td style="text-align:right">'
+    assert table._repr_html_() == (
+        '<table class="metric-table"><caption>MNIST (mean ± std over 3 seeds)</caption><thead>'
+        '<tr><th>Metric</th><th style="text-align:right">LeNet</th><th style="text-align:right">'
+        'DE-2</th></tr></thead><tbody><tr><th colspan="3" style="text-align:left">Classification'
+        f"</th></tr><tr><td>Acc ↑ (%)</td>{right}98.47 ± 0.22%</td>{right}<b>98.82 ± 0.08%</b>"
+        f"</td></tr><tr><td>NLL ↓</td>{right}0.04691 ± 0.00450</td>{right}<b>0.04160 ± 0.00200"
+        '</b></td></tr><tr><th colspan="3" style="text-align:left">OOD Detection</th></tr><tr>'
+        f"<td>OOD Entropy ↑</td>{right}1.20000</td>{right}<b>1.50000</b></td></tr><tr><th "
+        f'colspan="3" style="text-align:left">Cost</th></tr><tr><td>params ↓</td>{right}<b>44,426'
+        f'</b></td>{right}88,852</td></tr><tr><th colspan="3" style="text-align:left">Other</th>'
+        f"</tr><tr><td>training time</td>{right}8.6 s</td>{right}10.5 s</td></tr></tbody></table>"
+    )
+    frame = table.to_dataframe()
+    assert list(frame.columns) == ["LeNet", "DE-2"]
+    assert frame.loc[("Cost", "params ↓"), "DE-2"] == 88852
+    assert list(frame.index.names) == ["section", "metric"]
+    console = Console(width=80, force_terminal=True, color_system="standard")
+    with console.capture() as captured:
+        console.print(report.MetricTable({n: {k: c[k] for k in ("cls/Acc", "cls/NLL")}
+                                          for n, c in GOLDEN_COLUMNS.items()}))  # fmt: skip
+    lines = captured.get().splitlines()
+    assert lines[4] == "│   Acc ↑ (%)    │  98.47% │  \x1b[1;32m98.82%\x1b[0m │"  # best: bold green
+    assert lines[5] == "│   NLL ↓        │ 0.04691 │ \x1b[1;32m0.04160\x1b[0m │"
+    assert "\x1b[1mClassification\x1b[0m" in lines[3]
+
+
+@pytest.mark.parametrize(
+    ("key", "short", "full"),
+    [
+        ("ts/T", "temperature T", "temperature T"),
+        ("ts/cal/ECE", "ECE", "ECE ↓ (%)"),
+        ("ood/ens_MI", "OOD ens. MI", "OOD ens. MI ↑"),
+        ("ood/AUROC", "AUROC", "AUROC ↑ (%)"),
+        ("ood/FPR95", "FPR95", "FPR95 ↓ (%)"),
+        ("fit_s", "training time", "training time"),
+        ("images_per_s", "training images/s", "training images/s"),
+        ("sc/Cov@5Risk", "Cov@5Risk", "Cov@5Risk ↑ (%)"),
+    ],
+)
+def test_labels(key, short, full):
+    assert report.short_label(key) == short
+    assert report.label(key) == full
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "spread", "text"),
+    [
+        ("cls/Acc", 0.99123, None, "99.12%"),
+        ("cls/Acc", 0.99123, 0.0005, "99.12 ± 0.05%"),
+        ("cls/Acc", float("nan"), None, "n/a"),
+        ("cls/Acc", None, None, "n/a"),
+        ("cls/Acc", 0.5, float("nan"), "50.00%"),
+        ("cplx/params", 44426.0, 0.0, "44,426"),
+        ("cplx/params", 44426.0, 12.4, "44,426 ± 12"),
+        ("fit_s", 8.64, 0.25, "8.6 ± 0.2 s"),
+        ("ts/T", 0.6587, 0.0131, "0.659 ± 0.013"),
+        ("cls/NLL", 0.012341, 0.001, "0.01234 ± 0.00100"),
+        ("sc/Risk@80Cov", 0.0123, None, "1.23%"),
+    ],
+)
+def test_format_value(key, value, spread, text):
+    assert report.format_value(key, value, spread) == text

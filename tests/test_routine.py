@@ -93,11 +93,25 @@ def test_recipe_resolution_and_errors():
     default = recipes.resolve_recipe(None, model, 100)
     assert isinstance(default["optimizer"], torch.optim.AdamW)
     assert default["lr_scheduler"]["interval"] == "step"
+    group = default["optimizer"].param_groups[0]
+    assert group["max_lr"] == recipes.DEFAULT_LR  # the peak, lr_mult 1 by default
+    assert group["betas"][1] == 0.98 and group["weight_decay"] == 0.0  # (one-cycle moves beta 1)
+    assert default["lr_scheduler"]["scheduler"].total_steps == 100
+    assert recipes.resolve_recipe(None, model, 3)["lr_scheduler"]["scheduler"].total_steps == 8
+    doubled = recipes.resolve_recipe("default", model, 100, lr_mult=2, lr=0.01)
+    assert doubled["optimizer"].param_groups[0]["max_lr"] == pytest.approx(0.02)
     reference = recipes.resolve_recipe("reference", model, 100, lr_mult=2)
     assert reference["optimizer"].param_groups[0]["lr"] == pytest.approx(0.1)
-    custom = recipes.resolve_recipe(
-        lambda m, n: {"optimizer": torch.optim.SGD(m.parameters(), 0.1)}, model, 1
+    assert reference["lr_scheduler"].T_max == 10  # the reference's cosine over 10 epochs
+    assert recipes.resolve_recipe("reference", model, 100)["optimizer"].param_groups[0]["lr"] == (
+        recipes.REFERENCE_LR
     )
+    steps = []
+    custom = recipes.resolve_recipe(
+        lambda m, n: steps.append(n) or {"optimizer": torch.optim.SGD(m.parameters(), 0.1)},
+        model, 7,
+    )  # fmt: skip
+    assert steps == [7]  # a custom recipe gets the step count
     assert isinstance(custom["optimizer"], torch.optim.SGD)
     with pytest.raises(ValueError, match="Unknown recipe"):
         recipes.resolve_recipe("fast", model, 1)
