@@ -83,6 +83,11 @@ def test_reliability_bars_are_per_bin_accuracy_and_title_is_the_table_ece(predic
     torch.testing.assert_close(gap_tops, avg[filled])  # the red part reaches the confidence
     lefts = torch.tensor([b.get_x() for b in accuracy_bars], dtype=torch.float64)
     torch.testing.assert_close(lefts, torch.nonzero(filled).flatten().double() / 15)
+    assert {round(b.get_width(), 9) for b in [*accuracy_bars, *gap_bars]} == {round(1 / 15, 9)}
+    legend = {t.get_text() for t in top.get_legend().get_texts()}
+    assert legend == {"accuracy", "gap to confidence", "perfect calibration"}
+    assert top.get_ylabel() == "accuracy" and top.get_ylim() == (0, 1)
+    assert bottom.get_xlabel().startswith("confidence") and bottom.get_yscale() == "log"
     counts_drawn = [b.get_height() for b in bottom.containers[0]]
     assert counts_drawn == counts.tolist()
     ece = evaluate_predictions(probs, targets)["cal/ECE"]
