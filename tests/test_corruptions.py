@@ -42,6 +42,14 @@ def test_corruptions_are_deterministic_for_a_seed(name, digits):
         )
 
 
+@pytest.mark.parametrize("name", ["rotation", "translation", "gaussian_blur"])
+def test_working_in_chunks_gives_the_same_pixels(name, digits, monkeypatch):
+    images, _ = digits  # 200 images: one chunk by default, 7 full chunks and a partial one of 4
+    whole = shift.corrupt(images, name, 3, seed=5)
+    monkeypatch.setattr(shift, "CHUNK", 28)
+    assert torch.equal(shift.corrupt(images, name, 3, seed=5), whole)
+
+
 def test_bad_arguments():
     images = torch.zeros(2, 28, 28, dtype=torch.uint8)
     with pytest.raises(ValueError, match="Unknown corruption"):
