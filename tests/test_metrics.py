@@ -470,3 +470,31 @@ def test_complexity_counts_per_image_and_per_batch_and_restores_the_mode():
     assert cost == {"params": 7850, "flops_per_image": per_image, "flops_batch": 16 * per_image,
                     "batch_size": 16}  # fmt: skip
     assert model.training
+
+
+def test_boundaries_one_bin_full_recall_and_absent_classes():
+    from tutorial_lib.metrics.calibration import AdaptiveCalibrationError, CalibrationError
+    from tutorial_lib.metrics.classification import BrierScore
+    from tutorial_lib.metrics.diversity import disagreement
+    from tutorial_lib.metrics.ood import OODDetection
+
+    probs = torch.tensor([[0.9, 0.1, 0.0], [0.3, 0.6, 0.1], [0.5, 0.4, 0.1]], dtype=torch.float64)
+    targets = torch.tensor([0, 0, 1])  # class 2 never occurs, nor is it ever predicted
+    # one bin is allowed: the ECE is then |mean confidence - accuracy| = |0.667 - 1/3|
+    for metric in (CalibrationError(n_bins=1), AdaptiveCalibrationError(n_bins=1)):
+        metric.update(probs, targets)
+        assert float(metric.compute()) == pytest.approx(2 / 3 - 1 / 3)
+    brier = BrierScore()
+    brier.update(probs, targets)  # one-hot over all 3 columns, not over the classes seen
+    expected = ((0.1**2 + 0.1**2) + (0.7**2 + 0.6**2 + 0.1**2) + (0.5**2 + 0.6**2 + 0.1**2)) / 3
+    assert float(brier.compute()) == pytest.approx(expected)
+    members = torch.tensor([[[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]], [[0.6, 0.4, 0.0], [0.7, 0.3, 0.0]]])
+    assert disagreement(members).tolist() == [1.0, 0.0]  # class 2 is never anyone's argmax
+    scores, is_ood = torch.tensor([0.1, 0.2, 0.8, 0.9]), torch.tensor([False, False, True, True])
+    assert fpr_at_recall(scores, is_ood, recall_level=1.0) == 0.0  # full recall is allowed
+    detection = OODDetection(recall_level=1.0)
+    detection.update(1 - scores, is_ood)  # it scores 1 - confidence
+    assert detection.compute()["FPR100"] == 0.0
+    for level in (0.0, 1.01):
+        with pytest.raises(ValueError, match="recall_level"):
+            OODDetection(recall_level=level)
