@@ -17,7 +17,7 @@ from tutorial_lib import compare
 from tutorial_lib.config import ExperimentConfig, parse_model
 from tutorial_lib.corruptions import CORRUPTIONS, corrupt
 from tutorial_lib.data import TensorBatchLoader
-from tutorial_lib.metrics import evaluate_predictions
+from tutorial_lib.metrics import evaluate_predictions, grouping_loss
 from tutorial_lib.models import LeNet
 from tutorial_lib.routine import predict
 
@@ -51,6 +51,8 @@ def test_results_json_tells_the_truth(two_seeds):
     assert len(lines) == 4 and lines[0].startswith("[1/4] LeNet, seed 0")
     lenet = results["models"]["LeNet"]
     assert lenet["steps"] == [4, 4]  # 512 images / batch 128, one epoch: what really ran
+    for fit_s, speed in zip(lenet["fit_s"], lenet["train_images_per_s"], strict=True):
+        assert speed == pytest.approx(512 / fit_s, rel=1e-3)  # training images / fit seconds
     for key in ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC"):
         per_seed = [run[key] for run in lenet["seeds"]]
         assert lenet["metrics"][key] == pytest.approx(statistics.fmean(per_seed))
@@ -162,6 +164,13 @@ def test_shift_scores_the_corrupted_sets(real_root):
         expected = evaluate_predictions(kept["probs"], labels)
         assert row["cls/NLL"] == pytest.approx(expected["cls/NLL"]), row["corruption"]
     assert len({round(r["cls/NLL"], 6) for r in rows}) > 4  # not the clean set each time
+    with_gl = compare.evaluate_shift({"m": model, "other": model}, images, labels, STATS["MNIST"],
+                                     seed=3, grouping=["m"], severities=(2,))  # fmt: skip
+    clean_m, clean_other = with_gl[0], with_gl[1]
+    kept = predict(model, TensorBatchLoader(images, labels, 512, shuffle=False), features=True)
+    expected_gl = grouping_loss(kept["probs"], labels, kept["features"])["GL"]
+    assert clean_m["cal/GL"] == pytest.approx(expected_gl)  # computed, not a NaN placeholder
+    assert "cal/GL" not in clean_other  # only for the models asked
 
 
 def test_summarize_shift_averages_corruptions_then_seeds():
