@@ -4,8 +4,9 @@ PyTorch's CPU kernels run on an OpenMP thread pool. By default those threads *sp
 barrier, waiting for work (GNU OpenMP spins up to 300,000 times before it sleeps); that is fastest
 on an idle machine and ruinous on a busy one (two notebooks, a browser, a shared Binder or Colab
 VM): with more runnable threads than cores, the spinning threads burn the time slices that the
-working ones need. Measured on 2 cores beside 2 busy processes, a one-epoch LeNet fit took 13x its
-quiet time with the default, 2.2x with the settings below (``benchmarks/RESULTS.md``). Two settings:
+working ones need. Measured on 2 cores beside 2 busy processes, a one-epoch LeNet fit took
+5.7-13x its quiet time with the default, 2.2-2.3x with the settings below
+(``benchmarks/RESULTS.md``). Two settings:
 
 - a **short spin**: ``GOMP_SPINCOUNT=1000`` (GNU OpenMP, which the Linux wheels of PyTorch use) and
   ``KMP_BLOCKTIME=0`` (Intel's and LLVM's OpenMP). Threads still catch the next parallel region
