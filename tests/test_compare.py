@@ -71,13 +71,19 @@ def test_results_json_tells_the_truth(two_seeds):
     assert "members" not in lenet
 
 
-def test_a_seed_reproduces_and_temperature_is_fitted_on_validation(two_seeds):
+def test_a_seed_reproduces_and_temperature_is_fitted_on_validation(two_seeds, monkeypatch):
     config, comparison, _, _ = two_seeds
     first = comparison.runs["LeNet"][0]
     data = compare.make_data(config)
     data.prepare_data()
     data.setup()
+    passes = []
+    monkeypatch.setattr(compare, "predict", lambda *a, **k: passes.append(a) or predict(*a, **k))
     again = compare.fit_and_test(parse_model("lenet"), data, config, seed=0)
+    assert passes == []  # the last epoch's validation predictions are kept, not made again
+    fresh = predict(again.model, data.eval_loader("val"))
+    torch.testing.assert_close(again.predictions["val_probs"], fresh["probs"])
+    assert torch.equal(again.predictions["val_targets"], fresh["targets"])
     assert again.metrics["cls/Acc"] == first.metrics["cls/Acc"]
     assert again.metrics["cls/NLL"] == pytest.approx(first.metrics["cls/NLL"], rel=1e-5)
     p = first.predictions

@@ -50,7 +50,7 @@ def test_fit_and_test_end_to_end_with_tensorboard(small_data, tmp_path):
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "lr-AdamW", "val/Acc", "val/NLL", "val/ECE"} <= scalars
     assert {"test/cls/Acc", "test/ood/AUROC", "test/cal/ECE"} <= scalars
-    assert len(events.Scalars("train/loss")) == 2 * 8  # every step: 8 batches x 2 epochs
+    assert [e.step for e in events.Scalars("train/loss")] == [9]  # every 10 steps; 16 steps
     assert len(events.Scalars("val/Acc")) == 2  # every epoch, on the validation split
     assert "test/reliability_diagram" in events.Tags()["images"]
     hparams = (version / "hparams.yaml").read_text()
@@ -221,13 +221,21 @@ def test_divergence_stops_training_with_a_clear_message(small_data):
     with pytest.raises(trainer.TrainingDiverged, match=r"training diverged at epoch 0, step \d+ "
                        r"\(loss = .*\): lower the learning rate"):  # fmt: skip
         tr.fit(routine, small_data)
-    guard = trainer.DivergenceGuard(factor=20, floor=100)
+    guard = trainer.DivergenceGuard(factor=20, floor=100, every=1)
     guard.on_train_batch_end(tr, routine, {"loss": torch.tensor(2.3)}, None, 0)
     guard.on_train_batch_end(tr, routine, torch.tensor(99.0), None, 1)  # below the floor: fine
     with pytest.raises(trainer.TrainingDiverged, match="loss = 101"):
         guard.on_train_batch_end(tr, routine, torch.tensor(101.0), None, 2)
     with pytest.raises(trainer.TrainingDiverged, match="loss = nan"):
         guard.on_train_batch_end(tr, routine, torch.tensor(float("nan")), None, 3)
+    sparse = trainer.DivergenceGuard(every=10)  # reads the loss at batches 0, 10, ... and the last
+    nan = torch.tensor(float("nan"))
+    for batch_idx in (1, 9, 11):
+        sparse.on_train_batch_end(tr, routine, nan, None, batch_idx)
+    with pytest.raises(trainer.TrainingDiverged, match="loss = nan"):
+        sparse.on_train_batch_end(tr, routine, nan, None, 20)
+    with pytest.raises(trainer.TrainingDiverged, match="loss = nan"):
+        sparse.on_train_batch_end(tr, routine, nan, None, tr.num_training_batches - 1)
 
 
 def test_no_banners_and_no_progress_bar_off_a_terminal(small_data, capsys, caplog):

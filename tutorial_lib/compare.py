@@ -184,10 +184,12 @@ def fit_and_test(
     trainer.test(routine, data, verbose=False)
     tested = time.perf_counter()
     predictions = dict(routine.test_predictions)
-    if "val" in data.splits:
-        val = predict(routine.model, data.eval_loader("val"))
-        predictions |= {"val_probs": val["probs"], "val_targets": val["targets"]}
     steps = trainer.global_step
+    if "val" in data.splits:
+        val = routine.val_predictions  # the last epoch's validation: the final weights
+        if val.get("step") != steps or len(val["targets"]) != data.sizes()["val"]:
+            val = predict(routine.model, data.eval_loader("val"))
+        predictions |= {"val_probs": val["probs"], "val_targets": val["targets"]}
     result = ModelResult(
         spec, seed, dict(routine.test_results), fitted - start, tested - fitted,
         data.sizes()["train"] * config.epochs / (fitted - start), steps,

@@ -13,6 +13,11 @@ logs them (``test/...``) and keeps
   and, with ``eval_grouping_loss``, ``features`` (N, M, F), all on the CPU, so that notebooks
   plot without running inference again.
 
+Validation (``trainer.fit`` with a validation loader) logs ``val/Acc``, ``val/NLL`` and ``val/ECE``
+every epoch and keeps the last epoch's predictions in ``routine.val_predictions``: ``probs``
+(N, M, C) and ``targets`` (N,) on the CPU, with ``step``, the global step they were made at (the
+temperature of :mod:`tutorial_lib.calibration` is fitted on them without predicting again).
+
 The routine only computes: showing reports is the caller's job (:func:`tutorial_lib.report.show`),
 and the trainer's callbacks draw the TensorBoard figures (:mod:`tutorial_lib.trainer`).
 """
@@ -157,6 +162,8 @@ class ClassificationRoutine(L.LightningModule):
         self.val_ece = CalibrationError(15)
         self.test_metrics = UncertaintyMetrics(num_classes, ensemble=is_ensemble, ood=eval_ood)
         self.store = PredictionStore()
+        self.val_kept: list[tuple[Tensor, Tensor]] = []
+        self.val_predictions: dict[str, Any] = {}
         self.test_results: dict[str, float] = {}
         self.test_predictions: dict[str, Tensor] = {}
         self.grouping_loss_parts: dict[str, float] = {}
@@ -187,7 +194,9 @@ class ClassificationRoutine(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         inputs, targets = batch
-        mean = self._member_probs(inputs).mean(1)
+        probs = self._member_probs(inputs)
+        mean = probs.mean(1)
+        self.val_kept.append((probs.cpu(), targets.cpu()))
         self.val_acc.update(mean, targets)
         self.val_nll.update(mean, targets)
         self.val_ece.update(mean, targets)
@@ -203,6 +212,13 @@ class ClassificationRoutine(L.LightningModule):
         )
         for metric in (self.val_acc, self.val_nll, self.val_ece):
             metric.reset()
+        kept, self.val_kept = self.val_kept, []
+        if kept and not (self._trainer and self._trainer.sanity_checking):
+            self.val_predictions = {
+                "probs": torch.cat([p for p, _ in kept]),
+                "targets": torch.cat([t for _, t in kept]),
+                "step": self.global_step,
+            }
 
     def test_step(
         self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0
