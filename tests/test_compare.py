@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tutorial_lib import compare
+from tutorial_lib import plots as compare_plots
 from tutorial_lib.config import ExperimentConfig, parse_model
 from tutorial_lib.corruptions import CORRUPTIONS, corrupt
 from tutorial_lib.data import TensorBatchLoader
@@ -219,3 +220,64 @@ def test_interrupted_runs_keep_what_finished(tmp_path, real_root, monkeypatch):
         compare.run_comparison(config)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["complete"] is False and list(results["models"]) == ["LeNet"]
+
+
+def test_the_report_names_every_figure_after_its_model_and_data(two_seeds, tmp_path, monkeypatch):
+    config, comparison, _, results = two_seeds
+    assert set(results["run"]) >= {"machine", "torch", "command", "seeds"}
+    assert results["run"]["command"] == config.as_command()
+    drawn = []
+    real = {n: getattr(compare_plots, n) for n in ("reliability_diagram", "ood_histograms",
+                                                    "risk_coverage_plot")}  # fmt: skip
+    for name, fn in real.items():
+        monkeypatch.setattr(
+            compare_plots,
+            name,
+            lambda *a, _n=name, _f=fn, **k: drawn.append((_n, a, k)) or _f(*a, **k),
+        )
+    compare.write_report(comparison, compare.prepare_output(tmp_path))
+    calls = {(n, k.get("title") or (a[2] if len(a) > 2 else None)): (a, k) for n, a, k in drawn}
+    assert ("reliability_diagram", "LeNet") in calls
+    assert ("reliability_diagram", "Deep Ensemble (M=2)") in calls
+    args, _ = calls[("ood_histograms", "Deep Ensemble (M=2)")]
+    assert args[3:] == ("MNIST (ID)", "FashionMNIST (OOD)")
+    lenet = comparison.runs["LeNet"][0].predictions
+    assert args[0] is comparison.runs["Deep Ensemble (M=2)"][0].predictions["probs"]
+    (curves,) = [a[0] for n, a, _ in drawn if n == "risk_coverage_plot"]
+    assert list(curves) == ["LeNet", "Deep Ensemble (M=2)"] and curves["LeNet"][0] is lenet["probs"]
+    for png in (tmp_path / "plots").iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert markdown.startswith(comparison.table().to_markdown())
+    assert all(f"- {v}" in markdown for v in comparison.verdicts())
+    assert compare.describe_outputs(tmp_path) == (
+        f"Results: {tmp_path / 'results.json'} and {tmp_path / 'comparison.md'}; plots: "
+        f"{tmp_path / 'plots'}; TensorBoard: tensorboard --logdir {tmp_path / 'lightning_logs'}"
+    )
+
+
+def test_the_pretrained_ensemble_is_tested_like_the_trained_models(tmp_path, real_root):
+    config = tiny(tmp_path, real_root, models=("lenet",), pretrained="local")
+    comparison = compare.run_comparison(config)
+    (pretrained,) = comparison.runs["Pretrained ensemble (M=8)"]
+    assert pretrained.spec.spec == "pretrained" and pretrained.spec.kind == "deep-ensemble"
+    assert pretrained.fit_s == 0.0 and pretrained.test_s > 0 and pretrained.seed is None
+    p = pretrained.predictions
+    assert p["probs"].shape == (300, 8, 10) and p["ood_probs"].shape == (300, 8, 10)
+    assert "ood/AUROC" in pretrained.metrics and len(pretrained.members) == 8
+    expected = evaluate_predictions(p["probs"], p["targets"], p["ood_probs"])
+    assert pretrained.metrics["cls/NLL"] == pytest.approx(expected["cls/NLL"])
+    assert pretrained.metrics["cls/Acc"] > 0.95  # the shipped ensemble: 99.5 % on all of MNIST
+    plots_written = sorted(os.listdir(tmp_path / "out" / "plots"))
+    assert "pretrained_reliability.png" in plots_written and "pretrained_ood.png" in plots_written
+
+
+def test_an_output_folder_that_cannot_be_written_says_so(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder: choose another --out"):
+        compare.prepare_output(target)
+    with pytest.raises(OSError, match=r"is not a writable folder \(.*\): choose another --out"):
+        compare.prepare_output(target / "inside")  # a folder that would be inside a file
+    out = compare.prepare_output(tmp_path / "new")
+    assert sorted(os.listdir(out)) == ["plots"]  # the probe file is gone

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import stat
 import urllib.error
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -346,10 +348,115 @@ def test_datamodule_plain_loop(real_root):
     assert x.dtype == torch.float32 and abs(float(x.mean())) < 1.5
 
 
-def test_plot_samples(real_root):
-    fig = data.plot_samples(real_root, per_set=4)
-    assert len(fig.axes) == 8
-    assert {ax.get_title() for ax in fig.axes[4:]} <= set(data.FASHION_CLASSES)
+def test_plot_samples_shows_seeded_test_images_with_their_class_names(real_root):
+    fig = data.plot_samples(real_root, per_set=4, seed=3)
+    assert len(fig.axes) == 8 and tuple(fig.get_size_inches()) == pytest.approx((1.3 * 4, 3.2))
+    g = torch.Generator().manual_seed(3)
+    for row, name in enumerate(("MNIST", "FashionMNIST")):  # ID row above OOD row
+        images, labels = data.load_split(name, False, real_root, os.devnull)  # the test sets
+        picks = torch.randperm(images.shape[0], generator=g)[:4].tolist()
+        axes = fig.axes[4 * row : 4 * row + 4]
+        assert [ax.get_title() for ax in axes] == [data.CLASSES[name][labels[i]] for i in picks]
+        for ax, i in zip(axes, picks, strict=True):
+            assert np.array_equal(ax.images[0].get_array(), images[i].numpy())
+            assert ax.images[0].get_cmap().name == "gray" and not ax.axison
+    labels = [(t.get_text(), t.get_position(), t.get_rotation()) for t in fig.axes[0].texts]
+    assert labels == [("ID: MNIST", (-6, 14), 90.0)]
+    assert fig.axes[4].texts[0].get_text() == "OOD: Fashion MNIST"
+    fashion = data.plot_samples(real_root, per_set=2, dataset="fashion")
+    assert [t.get_text() for ax in fashion.axes for t in ax.texts] == [
+        "ID: Fashion MNIST", "OOD: MNIST"]  # fmt: skip
+    other = data.plot_samples(real_root, per_set=4).axes[0].images[0].get_array()
+    assert not np.array_equal(other, fig.axes[0].images[0].get_array())  # the seed picks
+
+
+def test_default_root_and_mirror(monkeypatch):
+    monkeypatch.delenv("TUTORIAL_DATA_DIR", raising=False)
+    monkeypatch.delenv("TUTORIAL_DATA_MIRROR", raising=False)
+    assert data.data_root() == Path("data") and data.data_root("x") == Path("x")
+    assert data.data_mirror() is None and data.data_mirror("") is None
+    assert data.data_mirror("m") == Path("m")
+
+
+def test_fetch_url_streams_in_chunks_and_returns_the_md5(tmp_path, monkeypatch):
+    payload = os.urandom((5 << 19) + 7)  # 2.5 MiB and a bit: three reads of 1 MiB
+    source = tmp_path / "remote.bin"
+    source.write_bytes(payload)
+    handle = io.BytesIO()
+    assert data._fetch_url(source.as_uri(), handle) == hashlib.md5(payload).hexdigest()
+    assert handle.getvalue() == payload
+    seen = {}
+
+    class Response(io.BytesIO):
+        def read(self, size=-1):
+            seen.setdefault("sizes", []).append(size)
+            return super().read(size)
+
+    def urlopen(request, timeout):
+        seen.update(agent=request.get_header("User-agent"), url=request.full_url, timeout=timeout)
+        return Response(b"abc")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", urlopen)
+    handle = io.BytesIO()
+    assert data._fetch_url("http://x.invalid/f.gz", handle) == hashlib.md5(b"abc").hexdigest()
+    assert seen == {"agent": "tutorial-lib", "url": "http://x.invalid/f.gz", "timeout": 30.0,
+                    "sizes": [1 << 20, 1 << 20]}  # fmt: skip
+
+
+def test_a_verified_file_is_not_hashed_again_until_it_changes(tmp_path, monkeypatch):
+    path = tmp_path / "f.gz"
+    path.write_bytes(b"content")
+    md5 = hashlib.md5(b"content").hexdigest()
+    assert data.file_digest(path, "sha256") == hashlib.sha256(b"content").hexdigest()
+    assert data.md5sum(path) == md5
+    monkeypatch.setattr(data, "_verified", {})
+    hashed = []
+    monkeypatch.setattr(data, "md5sum", lambda p: hashed.append(p) or data.file_digest(p, "md5"))
+    assert data._has_md5(path, md5) and data._has_md5(path, md5)
+    assert hashed == [path]
+    assert not data._has_md5(path, "0" * 32) or hashed == [path]  # remembered: not re-read
+    path.write_bytes(b"changed!")
+    assert not data._has_md5(path, md5) and len(hashed) == 2
+    assert not data._has_md5(tmp_path / "missing.gz", md5)
+
+
+def test_download_reports_each_mirror_and_the_md5_it_got(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_fetch_url", lambda url, handle: handle.write(b"x") and "abc")
+    errors = data._download(["http://a/f", "http://b/f"], "123", tmp_path / "f")
+    assert errors == ["http://a/f: md5 abc, expected 123", "http://b/f: md5 abc, expected 123"]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written is left
+
+
+def test_missing_file_messages_say_where_they_looked(fake_mirror, tmp_path):
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    name = "t10k-labels-idx1-ubyte.gz"
+    md5 = dict(data.DATASETS["MNIST"].resources)[name]
+    with pytest.raises(data.DataNotFoundError) as info:
+        data._fetch_one("MNIST", name, md5, raw, None, download=False)
+    assert str(info.value) == (
+        f"MNIST file {name} is not in {raw}, and downloading it failed:\n  downloads disabled\n"
+        f"Without network, point TUTORIAL_DATA_MIRROR (or --mirror) at a folder holding "
+        f"MNIST/raw/{name}, or copy the original file into {raw} (or set TUTORIAL_DATA_DIR to a "
+        "folder that has it)."
+    )
+    empty = tmp_path / "empty"
+    with pytest.raises(data.DataNotFoundError) as info:
+        data._fetch_one("MNIST", name, md5, raw, empty, download=True)
+    assert f"is not in {raw} nor in the mirror {empty / 'MNIST' / 'raw'}, and" in str(info.value)
+    assert "\n  http://mirror.invalid/t10k-labels-idx1-ubyte.gz: " in str(info.value)
+    data._fetch_one("MNIST", name, md5, raw, fake_mirror, download=False)  # from the mirror
+    assert data.md5sum(raw / name) == md5
+    bad = tmp_path / "bad"
+    (bad / "MNIST" / "raw").mkdir(parents=True)
+    (bad / "MNIST" / "raw" / name).write_bytes(b"not it")
+    with pytest.raises(data.ChecksumError) as info:
+        data._fetch_one("MNIST", name, md5, raw, bad, download=False)
+    assert str(info.value) == (
+        f"The mirror's {bad / 'MNIST' / 'raw' / name} has md5 {hashlib.md5(b'not it').hexdigest()}"
+        f", expected {md5}: the file is damaged or not the original. Replace it with the original "
+        "file, or unset TUTORIAL_DATA_MIRROR to download it."
+    )
 
 
 def test_mirror_is_never_written(real_root):

@@ -21,6 +21,23 @@ from tutorial_lib.metrics.ood import OODDetection, roc_curve
 from tutorial_lib.metrics.selective import aurc, risk_coverage_curve
 from tutorial_lib.metrics.validation import check_probs, check_targets
 
+# The figures' style, in one place: what is drawn (data, axes, labels, scales, limits) is in the
+# functions and tested; how it looks (sizes in inches, colours, transparency, line widths, font
+# sizes, legend places) is here.
+EDGE = {"edgecolor": "black"}
+GAP = {"color": "tab:red", "alpha": 0.35, "edgecolor": "tab:red"}
+COUNTS = {"edgecolor": "black", "color": "tab:gray"}
+DIAGONAL = {"color": "black", "linestyle": "--", "lw": 1}
+THIN = {"lw": 1}
+OVERLAP = {"alpha": 0.6}
+GRID = {"alpha": 0.3}
+SMALL = 8  # legend and annotation font size
+SIZES = {"reliability": (5, 6), "ood": (10, 4), "risk_coverage": (6.5, 4.5),
+         "learning_curves": (11, 3.8), "packed_panel": 3.6, "shift_panel": (6, 4),
+         "pareto_panel": (6.2, 4.6), "gallery_panel": (3.3, 2.9, 0.19)}  # fmt: skip
+LEGEND = {"reliability": "upper left", "ood": "upper left", "roc": "lower right"}
+MARKER = {"alpha": 0.55, "edgecolors": "black", "base": 40, "span": 900, "capsize": 3}
+
 
 def _mean_probs(probs: Tensor) -> Tensor:
     return check_probs(probs).mean(1)
@@ -42,26 +59,17 @@ def reliability_diagram(
     width = 1 / n_bins
     left = np.arange(n_bins + 1) * width  # the last bar: confidence exactly 1.0
     fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        2, 1, figsize=SIZES["reliability"], sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     filled = counts > 0
-    top.bar(left[filled], acc[filled], width, align="edge", edgecolor="black", label="accuracy")
-    top.bar(
-        left[filled],
-        (avg_conf - acc)[filled],
-        width,
-        bottom=acc[filled],
-        align="edge",
-        color="tab:red",
-        alpha=0.35,
-        edgecolor="tab:red",
-        label="gap to confidence",
-    )
-    top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    top.bar(left[filled], acc[filled], width, align="edge", label="accuracy", **EDGE)
+    top.bar(left[filled], (avg_conf - acc)[filled], width, bottom=acc[filled], align="edge",
+            label="gap to confidence", **GAP)  # fmt: skip
+    top.plot([0, 1], [0, 1], label="perfect calibration", **DIAGONAL)
     ece = float(np.sum(counts * np.abs(acc - avg_conf)) / counts.sum())
     top.set(ylabel="accuracy", ylim=(0, 1), title=f"{title} (ECE {100 * ece:.2f}%)")
-    top.legend(loc="upper left")
-    bottom.bar(left, counts, width, align="edge", edgecolor="black", color="tab:gray")
+    top.legend(loc=LEGEND["reliability"])
+    bottom.bar(left, counts, width, align="edge", **COUNTS)
     bottom.set(xlabel="confidence (max mean probability)", ylabel="samples", yscale="log",
                xlim=(0, 1 + width))  # fmt: skip
     fig.tight_layout()
@@ -90,7 +98,7 @@ def risk_coverage_plot(
             curves differ).
         oracle: also draw, dashed, each model's oracle curve (its own errors, ranked last).
     """
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=SIZES["risk_coverage"])
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     shown_max = 0.0
     for i, (name, (probs, targets)) in enumerate(models.items()):
@@ -105,12 +113,12 @@ def risk_coverage_plot(
         inside = (coverage * 100 >= coverage_range[0]) & (coverage * 100 <= coverage_range[1])
         shown_max = max(shown_max, float(risk[inside].max()) * 100)
         if oracle:
-            ax.plot(coverage * 100, oracle_risk(errors) * 100, "--", color=colour, lw=1,
-                    label=f"{name}: oracle")  # fmt: skip
+            ax.plot(coverage * 100, oracle_risk(errors) * 100, "--", color=colour,
+                    label=f"{name}: oracle", **THIN)  # fmt: skip
     ax.set(xlabel="coverage (%)", ylabel="risk: error rate among kept (%)", title=title,
            xlim=coverage_range, ylim=(0, 1.05 * shown_max or 1))  # fmt: skip
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.grid(**GRID)
+    ax.legend(fontsize=SMALL)
     fig.tight_layout()
     return fig
 
@@ -122,13 +130,13 @@ def ood_histograms(
     """Histograms of the confidence on ID and OOD inputs, and the ROC curve of OOD detection."""
     id_conf = _mean_probs(id_probs).max(-1).values
     ood_conf = _mean_probs(ood_probs).max(-1).values
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=SIZES["ood"])
     bins = np.linspace(0, 1, 41)
-    left.hist(id_conf.numpy(), bins, alpha=0.6, label=id_label, density=True)
-    left.hist(ood_conf.numpy(), bins, alpha=0.6, label=ood_label, density=True)
+    left.hist(id_conf.numpy(), bins, label=id_label, density=True, **OVERLAP)
+    left.hist(ood_conf.numpy(), bins, label=ood_label, density=True, **OVERLAP)
     left.set(xlabel="confidence (max mean probability)", ylabel="density", yscale="log",
              title=f"{name} confidence".strip())  # fmt: skip
-    left.legend(loc="upper left")
+    left.legend(loc=LEGEND["ood"])
     scores = torch.cat([1 - id_conf, 1 - ood_conf])
     is_ood = torch.cat([torch.zeros_like(id_conf), torch.ones_like(ood_conf)]).bool()
     fpr, tpr = roc_curve(scores, is_ood)
@@ -137,10 +145,10 @@ def ood_histograms(
     detection.update(ood_conf, True)
     auroc = detection.compute()["AUROC"]
     right.plot(fpr.numpy(), tpr.numpy(), label=f"AUROC {100 * auroc:.2f}%")
-    right.plot([0, 1], [0, 1], "k--", lw=1)
+    right.plot([0, 1], [0, 1], **DIAGONAL)
     right.set(xlabel="false positive rate (ID flagged)", ylabel="true positive rate (OOD caught)",
               title="ROC: OOD = positive, score = -confidence")  # fmt: skip
-    right.legend(loc="lower right")
+    right.legend(loc=LEGEND["roc"])
     fig.tight_layout()
     return fig
 
@@ -164,8 +172,9 @@ def error_gallery(
     cols = max(1, min(4, wrong.numel()))
     rows = max(1, -(-wrong.numel() // cols))
     members = per_member.shape[1]
-    row_height = 2.9 + 0.19 * members  # the image, its title and one line per member below
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, row_height * rows), squeeze=False)
+    width, height, per_member_line = SIZES["gallery_panel"]
+    row_height = height + per_member_line * members  # the image, its title, a line per member
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, row_height * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     if wrong.numel() == 0:
@@ -180,10 +189,10 @@ def error_gallery(
         ax.set_title(
             f"true {names[int(targets[i])]}, pred {names[int(pred[i])]} "
             f"({100 * float(conf[i]):.0f}%)",
-            fontsize=9,
+            fontsize=SMALL + 1,
         )
         ax.text(0.5, -0.04, "\n".join(member_lines), transform=ax.transAxes, ha="center",
-                va="top", fontsize=8, family="monospace")  # fmt: skip
+                va="top", fontsize=SMALL, family="monospace")  # fmt: skip
     fig.tight_layout()
     fig.subplots_adjust(hspace=0.25 + 0.1 * members)  # room for the members' lines
     return fig
@@ -205,7 +214,7 @@ def disagreement_matrix(probs: Tensor, title: str = "Pairwise disagreement") -> 
     image = ax.imshow(matrix, cmap="viridis")
     for i in range(m):
         for j in range(m):
-            ax.text(j, i, f"{100 * matrix[i, j]:.1f}", ha="center", va="center", fontsize=8,
+            ax.text(j, i, f"{100 * matrix[i, j]:.1f}", ha="center", va="center", fontsize=SMALL,
                     color="white" if matrix[i, j] < matrix.max() / 2 else "black")  # fmt: skip
     ax.set(xticks=range(m), yticks=range(m), xlabel="member", ylabel="member", title=title)
     fig.colorbar(image, ax=ax, label="disagreement (%)", format=lambda x, _: f"{100 * x:.0f}")
@@ -225,7 +234,7 @@ def learning_curves(log_dir: str | os.PathLike, title: str = "Learning curves") 
     runs = sorted({p.parent for p in Path(log_dir).rglob("events.out.tfevents.*")})
     if not runs:
         raise FileNotFoundError(f"No TensorBoard event file under {log_dir}: train a model first.")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=SIZES["learning_curves"])
     for run in runs:
         events = EventAccumulator(str(run), size_guidance={"scalars": 0})
         events.Reload()
@@ -233,7 +242,7 @@ def learning_curves(log_dir: str | os.PathLike, title: str = "Learning curves") 
         label = str(run.relative_to(log_dir)) if run != Path(log_dir) else run.name
         if "train/loss" in tags:
             points = events.Scalars("train/loss")
-            left.plot([p.step for p in points], [p.value for p in points], label=label, lw=1)
+            left.plot([p.step for p in points], [p.value for p in points], label=label, **THIN)
         if "val/Acc" in tags:
             points = events.Scalars("val/Acc")
             right.plot(
@@ -246,8 +255,8 @@ def learning_curves(log_dir: str | os.PathLike, title: str = "Learning curves") 
         title="Validation (held-out training images)",
     )
     for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.grid(**GRID)
+        ax.legend(fontsize=SMALL)
     fig.tight_layout()
     return fig
 
@@ -258,7 +267,8 @@ def packed_weight_diagram(layers: Mapping[str, nn.Module]) -> Figure:
     Args:
         layers: ``{title: PackedLinear}``.
     """
-    fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers), 3.6), squeeze=False)
+    side = SIZES["packed_panel"]
+    fig, axes = plt.subplots(1, len(layers), figsize=(side * len(layers), side), squeeze=False)
     for ax, (title, layer) in zip(axes[0], layers.items(), strict=True):
         g = layer.groups
         blocks = layer.weight.detach().reshape(g, -1, layer.weight.shape[1])
@@ -279,8 +289,9 @@ def shift_boxplots(rows: list[dict], keys: tuple[str, ...] = ("cls/Acc", "cal/EC
     models = list(dict.fromkeys(r["model"] for r in rows))
     severities = sorted({r["severity"] for r in rows})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4), squeeze=False)
-    width = 0.8 / len(models)
+    width, height = SIZES["shift_panel"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(width * len(keys), height), squeeze=False)
+    spacing = 0.8 / len(models)
     for ax, key in zip(axes[0], keys, strict=True):
         scale, unit = (1, "nats") if key.endswith("NLL") else (100, "%")
         for i, model in enumerate(models):
@@ -288,8 +299,8 @@ def shift_boxplots(rows: list[dict], keys: tuple[str, ...] = ("cls/Acc", "cal/EC
                 [scale * r[key] for r in rows if r["model"] == model and r["severity"] == s]
                 for s in severities
             ]
-            positions = [s + (i - (len(models) - 1) / 2) * width for s in severities]
-            box = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True,
+            positions = [s + (i - (len(models) - 1) / 2) * spacing for s in severities]
+            box = ax.boxplot(data, positions=positions, widths=spacing * 0.9, patch_artist=True,
                              showfliers=False, manage_ticks=False)  # fmt: skip
             for patch in box["boxes"]:
                 patch.set_facecolor(colours[i % len(colours)])
@@ -297,8 +308,8 @@ def shift_boxplots(rows: list[dict], keys: tuple[str, ...] = ("cls/Acc", "cal/EC
         short = key.split("/")[-1]
         ax.set(xticks=severities, xlabel="shift severity (0 = clean test set)",
                ylabel=f"{short} ({unit})", title=f"{short} under shift")  # fmt: skip
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+        ax.grid(**GRID)
+    axes[0][0].legend(fontsize=SMALL)
     fig.tight_layout()
     return fig
 
@@ -317,24 +328,27 @@ def pareto_plot(
         y_keys: the metrics on the vertical axes (fractions, shown in percent).
         x_key: the horizontal axis (log scale).
     """
-    fig, axes = plt.subplots(1, len(y_keys), figsize=(6.2 * len(y_keys), 4.6), squeeze=False)
+    width, height = SIZES["pareto_panel"]
+    fig, axes = plt.subplots(1, len(y_keys), figsize=(width * len(y_keys), height), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     largest = max(p["params"] for p in points.values())
     for ax, key in zip(axes[0], y_keys, strict=True):
         for i, (name, p) in enumerate(points.items()):
             x, y = p[x_key], 100 * p[key]
-            area = 40 + 900 * p["params"] / largest
+            area = MARKER["base"] + MARKER["span"] * p["params"] / largest
             colour = colours[i % len(colours)]
-            ax.scatter(x, y, s=area, alpha=0.55, color=colour, edgecolors="black", label=name)
+            ax.scatter(x, y, s=area, alpha=MARKER["alpha"], color=colour,
+                       edgecolors=MARKER["edgecolors"], label=name)  # fmt: skip
             spread = p.get(f"{key}_std")
             if spread:
-                ax.errorbar(x, y, yerr=100 * spread, color=colour, capsize=3, lw=1)
+                ax.errorbar(x, y, yerr=100 * spread, color=colour, capsize=MARKER["capsize"],
+                            **THIN)  # fmt: skip
         short = key.split("/", 1)[-1]
         ax.set(xscale="log", xlabel="inference throughput (images/s, log scale)",
                ylabel=f"{short} (%)", title=f"{title} {short}".strip())  # fmt: skip
-        ax.grid(alpha=0.3)
+        ax.grid(**GRID)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=SMALL,
                markerscale=0.5, title="marker area: parameters")  # fmt: skip
     fig.tight_layout()
     return fig

@@ -1,0 +1,286 @@
+"""What each figure shows: its data, axes, labels, scales, limits and legends, exactly.
+
+The look (sizes, colours, line widths) lives in the style tables at the top of
+``tutorial_lib/plots.py``; these tests check that each figure uses them, not their values.
+(test_report_plots.py checks the computed parts: bar heights, ROC and risk-coverage points.)
+"""
+
+from __future__ import annotations
+
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.collections import PathCollection
+from torch.utils.tensorboard import SummaryWriter
+
+from tutorial_lib import plots
+from tutorial_lib.layers import PackedLinear
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def predictions():
+    g = torch.Generator().manual_seed(1)
+    targets = torch.randint(0, 10, (300,), generator=g)
+    logits = torch.randn(300, 2, 10, generator=g) * 2
+    logits[torch.arange(300), :, targets] += 2.5
+    ood = (torch.randn(200, 2, 10, generator=g) * 0.5).softmax(-1)
+    return logits.softmax(-1), targets, ood
+
+
+def axis_text(ax) -> dict[str, object]:
+    """The words and scales of one axis."""
+    legend = ax.get_legend()
+    return {
+        "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+        "xscale": ax.get_xscale(), "yscale": ax.get_yscale(),
+        "legend": [t.get_text() for t in legend.get_texts()] if legend else None,
+    }  # fmt: skip
+
+
+def size(fig) -> tuple[float, ...]:
+    return tuple(round(float(v), 6) for v in fig.get_size_inches())
+
+
+def same_colour(a, b) -> bool:
+    return np.allclose(mcolors.to_rgba(a), mcolors.to_rgba(b))
+
+
+def test_reliability_diagram_layout_words_and_diagonal(predictions):
+    probs, targets, _ = predictions
+    fig = plots.reliability_diagram(probs, targets)
+    top, bottom = fig.axes
+    assert size(fig) == plots.SIZES["reliability"]
+    assert top.get_shared_x_axes().joined(top, bottom)
+    ratio = top.get_position().height / bottom.get_position().height
+    assert ratio == pytest.approx(3, rel=0.02)  # the bars get three quarters of the height
+    words = axis_text(top)
+    assert words["title"].startswith("Reliability diagram (ECE ") and words["title"].endswith("%)")
+    assert words["ylabel"] == "accuracy" and words["yscale"] == "linear"
+    assert words["legend"] == ["perfect calibration", "accuracy", "gap to confidence"]
+    assert top.get_legend()._loc == 2  # upper left: the bars rise to the right
+    diagonal = top.lines[0]
+    assert diagonal.get_xdata().tolist() == [0, 1] and diagonal.get_ydata().tolist() == [0, 1]
+    assert diagonal.get_linestyle() == "--"
+    accuracy, gap = top.containers
+    assert same_colour(gap[0].get_facecolor(), (*mcolors.to_rgb("tab:red"), 0.35))
+    assert same_colour(accuracy[0].get_edgecolor(), "black")
+    assert axis_text(bottom) == {"title": "", "xlabel": "confidence (max mean probability)",
+                                 "ylabel": "samples", "xscale": "linear", "yscale": "log",
+                                 "legend": None}  # fmt: skip
+    assert bottom.get_xlim() == pytest.approx((0, 1 + 1 / 15))
+    assert len(bottom.containers[0]) == 16  # 15 bins and the bar of confidence exactly 1.0
+    assert same_colour(bottom.containers[0][0].get_facecolor(), "tab:gray")
+
+
+def test_reliability_diagram_uses_the_bins_it_is_given(predictions):
+    probs, targets, _ = predictions
+    fig = plots.reliability_diagram(probs, targets, n_bins=5, title="five")
+    top, bottom = fig.axes
+    assert top.get_title().startswith("five (ECE ")
+    assert len(bottom.containers[0]) == 6
+    assert {round(b.get_width(), 9) for b in bottom.containers[0]} == {0.2}
+
+
+def test_ood_histograms_bins_density_and_words(predictions):
+    probs, _, ood = predictions
+    fig = plots.ood_histograms(probs, ood)
+    left, right = fig.axes
+    assert size(fig) == plots.SIZES["ood"]
+    assert left.get_position().y0 == pytest.approx(right.get_position().y0)  # side by side
+    id_bars, ood_bars = left.containers
+    for bars in (id_bars, ood_bars):
+        assert len(bars) == 40
+        assert [round(b.get_x(), 9) for b in bars] == [round(x, 9) for x in np.arange(40) / 40]
+        assert sum(b.get_height() * b.get_width() for b in bars) == pytest.approx(1)  # density
+        assert bars[0].get_alpha() == plots.OVERLAP["alpha"]
+    id_conf = probs.mean(1).max(-1).values
+    counts, _ = np.histogram(id_conf.numpy(), np.linspace(0, 1, 41))
+    heights = np.array([b.get_height() for b in id_bars])
+    assert np.allclose(heights, counts / counts.sum() * 40)  # the ID bars are the ID set's
+    assert axis_text(left) == {"title": "confidence", "xlabel": "confidence (max mean probability)",
+                               "ylabel": "density", "xscale": "linear", "yscale": "log",
+                               "legend": ["MNIST (ID)", "FashionMNIST (OOD)"]}  # fmt: skip
+    assert left.get_legend()._loc == 2
+    words = axis_text(right)
+    assert words["title"] == "ROC: OOD = positive, score = -confidence"
+    assert words["xlabel"] == "false positive rate (ID flagged)"
+    assert words["ylabel"] == "true positive rate (OOD caught)"
+    assert words["legend"][0].startswith("AUROC ") and len(words["legend"]) == 1
+    assert right.get_legend()._loc == 4  # lower right: the curve climbs to the upper left
+    chance = right.lines[1]
+    assert chance.get_xdata().tolist() == [0, 1] and chance.get_ydata().tolist() == [0, 1]
+    assert chance.get_linestyle() == "--"
+    named = plots.ood_histograms(probs, ood, "LeNet", "digits", "clothes")
+    assert axis_text(named.axes[0])["title"] == "LeNet confidence"
+    assert axis_text(named.axes[0])["legend"] == ["digits", "clothes"]
+
+
+def test_risk_coverage_words_limits_and_colours(predictions):
+    probs, targets, _ = predictions
+    fig = plots.risk_coverage_plot({"one": (probs[:, :1], targets), "two": (probs, targets)},
+                                   oracle=True)  # fmt: skip
+    (ax,) = fig.axes
+    assert size(fig) == plots.SIZES["risk_coverage"]
+    words = axis_text(ax)
+    assert words["title"] == "Risk-coverage" and words["xlabel"] == "coverage (%)"
+    assert words["ylabel"] == "risk: error rate among kept (%)"
+    assert [w.split(" (AURC")[0] for w in words["legend"]] == ["one", "one: oracle", "two",
+                                                               "two: oracle"]  # fmt: skip
+    one, one_oracle, two, two_oracle = ax.lines
+    assert same_colour(one.get_color(), one_oracle.get_color())  # a model and its oracle
+    assert not same_colour(one.get_color(), two.get_color())
+    assert one.get_linestyle() == "-" and one_oracle.get_linestyle() == "--"
+    assert ax.get_xlim() == (0, 100)
+    top = max(max(line.get_ydata()) for line in (one, two))
+    assert ax.get_ylim() == pytest.approx((0, 1.05 * top))
+    assert ax.xaxis.get_gridlines()[0].get_visible()
+    perfect = torch.nn.functional.one_hot(targets, 10).float()[:, None]
+    flat = plots.risk_coverage_plot({"perfect": (perfect, targets)}, title="t")
+    assert flat.axes[0].get_ylim() == (0, 1)  # no error at all: the axis still shows 0 to 1
+    assert flat.axes[0].get_title() == "t"
+
+
+def test_error_gallery_grid_words_and_members(predictions):
+    probs, targets, _ = predictions
+    images = torch.rand(300, 1, 28, 28)
+    names = [f"c{i}" for i in range(10)]
+    fig = plots.error_gallery(images, probs, targets, class_names=names, max_images=5)
+    assert len(fig.axes) == 8  # 5 errors: 4 columns, 2 rows
+    width, height, per_member = plots.SIZES["gallery_panel"]
+    assert size(fig) == pytest.approx((4 * width, 2 * (height + 2 * per_member)))
+    assert all(not ax.axison for ax in fig.axes)
+    assert len(fig.axes[5].images) == 0 and len(fig.axes[4].images) == 1
+    first = fig.axes[0]
+    assert first.get_title().startswith("true c") and ", pred c" in first.get_title()
+    assert first.images[0].get_cmap().name == "gray"
+    (members,) = first.texts
+    lines = members.get_text().split("\n")
+    assert len(lines) == 2 and lines[0].startswith("m0: c") and lines[1].startswith("m1: c")
+    assert members.get_fontfamily() == ["monospace"]
+    right = torch.nn.functional.one_hot(targets, 10).float()[:, None]
+    none = plots.error_gallery(images, right, targets)
+    assert len(none.axes) == 1 and none.axes[0].texts[0].get_text() == "no errors"
+    two = plots.error_gallery(images, probs, targets, max_images=2)
+    assert len(two.axes) == 2  # as many columns as errors, up to 4
+
+
+def test_disagreement_matrix_words_and_readable_numbers(predictions):
+    probs, _, _ = predictions
+    three = torch.cat([probs, probs[:, :1].roll(1, 0)], dim=1)  # member 2 disagrees most
+    fig = plots.disagreement_matrix(three, title="who disagrees")
+    ax, colorbar = fig.axes
+    assert axis_text(ax)["title"] == "who disagrees"
+    assert ax.get_xlabel() == "member" and ax.get_ylabel() == "member"
+    assert list(ax.get_xticks()) == [0, 1, 2] and list(ax.get_yticks()) == [0, 1, 2]
+    assert colorbar.get_ylabel() == "disagreement (%)"
+    assert colorbar.yaxis.get_major_formatter()(0.25, 0) == "25"
+    matrix = ax.images[0].get_array()
+    texts = {(t.get_position()[1], t.get_position()[0]): t for t in ax.texts}
+    assert len(texts) == 9 and texts[(0, 1)].get_text() == f"{100 * matrix[0, 1]:.1f}"
+    assert same_colour(texts[(0, 0)].get_color(), "white")  # dark cell, light text
+    biggest = np.unravel_index(np.argmax(matrix), matrix.shape)
+    assert same_colour(texts[biggest].get_color(), "black")
+    assert size(fig) == pytest.approx((1 + 0.6 * 3, 0.8 + 0.6 * 3))
+
+
+def test_learning_curves_words_and_epochs(tmp_path):
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(3):
+        writer.add_scalar("train/loss", 1.0 / (step + 1), 10 * step)
+    for epoch in range(3):
+        writer.add_scalar("val/Acc", 0.9 + epoch / 100, 10 * epoch)
+    writer.close()
+    fig = plots.learning_curves(tmp_path, title="curves")
+    left, right = fig.axes
+    assert size(fig) == plots.SIZES["learning_curves"]
+    assert axis_text(left) == {"title": "curves", "xlabel": "training step",
+                               "ylabel": "training loss", "xscale": "linear", "yscale": "log",
+                               "legend": [tmp_path.name]}  # fmt: skip
+    assert left.lines[0].get_xdata().tolist() == [0, 10, 20]
+    assert axis_text(right) == {"title": "Validation (held-out training images)",
+                                "xlabel": "epoch", "ylabel": "validation accuracy (%)",
+                                "xscale": "linear", "yscale": "linear",
+                                "legend": [tmp_path.name]}  # fmt: skip
+    assert list(right.lines[0].get_xdata()) == [1, 2, 3]  # epochs count from 1
+    assert right.lines[0].get_ydata() == pytest.approx([90, 91, 92])
+    assert right.lines[0].get_marker() == "o"
+    assert plots.learning_curves(tmp_path).axes[0].get_title() == "Learning curves"
+
+
+def test_packed_weight_diagram_words_and_blocks():
+    layers = {"a": PackedLinear(8, 8, alpha=2, num_estimators=4),
+              "b": PackedLinear(8, 8, alpha=2, num_estimators=2)}  # fmt: skip
+    fig = plots.packed_weight_diagram(layers)
+    side = plots.SIZES["packed_panel"]
+    assert size(fig) == pytest.approx((2 * side, side))
+    first, second = fig.axes
+    assert first.get_title() == "a\n16x16, 4 groups" and second.get_title() == "b\n16x16, 2 groups"
+    assert first.get_xlabel() == "input feature" and first.get_ylabel() == "output feature"
+    image = second.images[0].get_array()
+    assert image.sum() == 2 * 8 * 8 and image[0, 0] and not image[0, 15]
+
+
+def test_shift_boxplots_places_one_box_per_model_and_severity():
+    rows = [
+        {"model": m, "severity": s, "corruption": c, "cls/Acc": 0.9 - 0.1 * s, "cal/ECE": 0.01 * s}
+        for m in ("a", "b", "c") for s in (0, 1, 3) for c in ("x", "y")
+    ]  # fmt: skip
+    fig = plots.shift_boxplots(rows)
+    acc, ece = fig.axes
+    width, height = plots.SIZES["shift_panel"]
+    assert size(fig) == (2 * width, height)
+    assert axis_text(acc) == {"title": "Acc under shift",
+                              "xlabel": "shift severity (0 = clean test set)",
+                              "ylabel": "Acc (%)", "xscale": "linear", "yscale": "linear",
+                              "legend": ["a", "b", "c"]}  # fmt: skip
+    assert ece.get_title() == "ECE under shift" and ece.get_ylabel() == "ECE (%)"
+    assert ece.get_legend() is None  # one legend for the figure
+    assert list(acc.get_xticks()) == [0, 1, 3]
+    boxes = [p.get_path().get_extents() for p in acc.patches]  # a: 0, 1, 3; b: 0, 1, 3; c...
+    spacing = 0.8 / 3
+    expected = [s + (i - 1) * spacing for i in range(3) for s in (0, 1, 3)]
+    assert [(b.x0 + b.x1) / 2 for b in boxes] == pytest.approx(expected)  # side by side
+    assert [b.x1 - b.x0 for b in boxes] == pytest.approx([0.9 * spacing] * 9)
+    colours = [p.get_facecolor() for p in acc.patches]
+    assert not same_colour(colours[0], colours[3]) and same_colour(colours[0], colours[1])
+
+
+def test_pareto_plot_points_areas_error_bars_and_words():
+    points = {
+        "small": {"images_per_s": 1000.0, "params": 10, "cls/Acc": 0.9, "cls/Acc_std": 0.01,
+                  "ood/AUROC": 0.8},
+        "big": {"images_per_s": 100.0, "params": 40, "cls/Acc": 0.95, "ood/AUROC": 0.9,
+                "ood/AUROC_std": 0.02},
+    }  # fmt: skip
+    fig = plots.pareto_plot(points, title="MNIST")
+    acc, auroc = fig.axes
+    width, height = plots.SIZES["pareto_panel"]
+    assert size(fig) == (2 * width, height)
+    assert axis_text(acc) == {"title": "MNIST Acc",
+                              "xlabel": "inference throughput (images/s, log scale)",
+                              "ylabel": "Acc (%)", "xscale": "log", "yscale": "linear",
+                              "legend": None}  # fmt: skip
+    assert auroc.get_title() == "MNIST AUROC" and auroc.get_ylabel() == "AUROC (%)"
+    small, big = [c for c in acc.collections if isinstance(c, PathCollection)]
+    assert small.get_offsets().tolist() == [[1000.0, 90.0]]
+    assert big.get_offsets().tolist() == [[100.0, 95.0]]
+    base, span = plots.MARKER["base"], plots.MARKER["span"]
+    assert small.get_sizes().tolist() == [base + span * 10 / 40]  # area grows with parameters
+    assert big.get_sizes().tolist() == [base + span]
+    bars = [c for c in acc.containers]
+    assert len(bars) == 1  # only "small" has an accuracy spread
+    (segment,) = bars[0].lines[2][0].get_segments()
+    assert np.allclose(segment, [[1000.0, 89.0], [1000.0, 91.0]])  # +- 1 std, in percent
+    assert len(auroc.containers) == 1
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["small", "big"]
+    assert legend.get_title().get_text() == "marker area: parameters"
+    assert plots.pareto_plot(points).axes[0].get_title() == "Acc"
