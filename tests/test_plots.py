@@ -284,3 +284,69 @@ def test_pareto_plot_points_areas_error_bars_and_words():
     assert [t.get_text() for t in legend.get_texts()] == ["small", "big"]
     assert legend.get_title().get_text() == "marker area: parameters"
     assert plots.pareto_plot(points).axes[0].get_title() == "Acc"
+
+
+def test_error_gallery_places_each_members_line_under_its_image(predictions):
+    probs, targets, _ = predictions
+    images = torch.rand(300, 28, 28)
+    fig = plots.error_gallery(images, probs, targets)  # at most 8 errors by default
+    assert len(fig.axes) == 8 and all(len(ax.images) == 1 for ax in fig.axes)
+    assert fig.subplotpars.hspace == pytest.approx(0.25 + 0.1 * 2)  # room for 2 member lines
+    first = fig.axes[0]
+    (members,) = first.texts
+    assert members.get_transform() == first.transAxes
+    assert members.get_position() == (0.5, -0.04)  # centred, just below the image
+    assert (members.get_ha(), members.get_va()) == ("center", "top")
+    assert members.get_fontsize() == plots.SMALL and first.title.get_fontsize() == plots.SMALL + 1
+    mean = probs.mean(1)
+    conf, pred = mean.max(-1)
+    wrong = torch.nonzero(pred != targets).flatten()
+    top = int(wrong[torch.argmax(conf[wrong])])
+    expected = [f"m{m}: {int(p.argmax())} {100 * float(p.max()):.0f}%" for m, p in
+                enumerate(probs[top])]  # fmt: skip
+    assert members.get_text().split("\n") == expected
+    right = torch.nn.functional.one_hot(targets, 10).float()[:, None]
+    (note,) = plots.error_gallery(images, right, targets).axes[0].texts
+    assert note.get_position() == (0.5, 0.5) and (note.get_ha(), note.get_va()) == (
+        "center",
+        "center",
+    )
+
+
+def test_disagreement_matrix_of_two_members_and_its_colours(predictions):
+    probs, _, _ = predictions
+    fig = plots.disagreement_matrix(probs)  # M = 2 is enough
+    ax = fig.axes[0]
+    assert ax.get_title() == "Pairwise disagreement"
+    assert ax.images[0].get_cmap().name == "viridis"
+    for text in ax.texts:
+        assert (text.get_ha(), text.get_va(), text.get_fontsize()) == ("center", "center",
+                                                                       plots.SMALL)  # fmt: skip
+    half = torch.cat([probs[:, :1]] * 2 + [probs[:, :1].roll(1, 0)], dim=1)
+    three = plots.disagreement_matrix(half).axes[0]
+    matrix = three.images[0].get_array()
+    colours = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_color()
+               for t in three.texts}  # fmt: skip
+    for (i, j), colour in colours.items():
+        light = matrix[i, j] < matrix.max() / 2
+        assert same_colour(colour, "white" if light else "black"), (i, j)
+
+
+def test_pareto_plot_colours_and_legend_place():
+    points = {name: {"images_per_s": 10.0 ** (i + 1), "params": 10 * (i + 1), "cls/Acc": 0.9,
+                     "cls/Acc_std": 0.01, "ood/AUROC": 0.8}
+              for i, name in enumerate(("a", "b"))}  # fmt: skip
+    fig = plots.pareto_plot(points)
+    acc = fig.axes[0]
+    dots = [c for c in acc.collections if isinstance(c, PathCollection)]
+    bars = acc.containers
+    for dot, bar in zip(dots, bars, strict=True):  # a model's error bar has its dot's colour
+        assert same_colour(dot.get_facecolor()[0][:3], bar.lines[2][0].get_color()[0][:3])
+        assert dot.get_alpha() == plots.MARKER["alpha"]
+        assert same_colour(dot.get_edgecolor()[0][:3], plots.MARKER["edgecolors"])
+    assert not same_colour(dots[0].get_facecolor()[0], dots[1].get_facecolor()[0])
+    (legend,) = fig.legends
+    assert legend._loc == 6 and legend.markerscale == 0.5  # centre left, outside on the right
+    anchor = legend.get_bbox_to_anchor().transformed(fig.transFigure.inverted())
+    assert (anchor.x0, anchor.y0) == pytest.approx((1.0, 0.5))
+    assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import matplotlib.pyplot as plt
 import pytest
@@ -359,3 +360,86 @@ def test_labels(key, short, full):
 )
 def test_format_value(key, value, spread, text):
     assert report.format_value(key, value, spread) == text
+
+
+def test_verdict_sentences_in_full():
+    means = {
+        "base": {"cls/Acc": 0.90, "cal/GL": -0.01, "ts/cal/ECE": 0.02, "cplx/params": 100.0,
+                 "cplx/flops_per_image": 10.0, "cplx/fit_s": 2.0, "cls/NLL": math.nan},
+        "other": {"cls/Acc": 0.90, "cal/GL": 0.0, "ts/cal/ECE": 0.01, "cplx/params": 100.0,
+                  "cplx/flops_per_image": 25.0, "cplx/fit_s": 3.0, "cls/NLL": 0.1},
+    }  # fmt: skip
+    (line,) = report.verdicts(report.MetricTable(means, "t", seeds=1), "base")
+    assert line == (
+        "other vs base (one seed: no noise estimate, run several seeds): better on 1 (T-scaled "
+        "ECE); worse on 0 (-); within noise on 2 (Acc, GL). Cost: 1.00x the parameters, 2.50x "
+        "the FLOPs, 1.50x the training time."
+    )  # a negative GL estimate ranks as 0; a NaN is not weighed
+    no_cost = {n: {"cls/Acc": c["cls/Acc"]} for n, c in means.items()}
+    (line,) = report.verdicts(report.MetricTable(no_cost, seeds=2), "base")
+    assert line == "other vs base: better on 0 (-); worse on 0 (-); within noise on 1 (Acc)."
+    only_one = {"base": {"cls/Acc": 0.9, "cplx/params": 100.0}, "other": {"cls/Acc": 0.95}}
+    assert report.verdicts(report.compare(only_one), "base")[0].endswith(
+        "better on 1 (Acc); worse on 0 (-); within noise on 0 (-)."
+    )
+    assert report.ranked("cal/GL", -0.2) == 0.0 and report.ranked("cal/GL", 0.3) == 0.3
+    assert report.ranked("cls/NLL", -0.2) == -0.2
+    assert report.judge(0.9, 0.0, 0.9, 0.0, True) == "within noise"
+
+
+def test_table_titles_columns_and_errors():
+    assert report.MetricTable({"a": {"cls/Acc": 0.9}}, "T", seeds=1).title == "T"
+    assert report.MetricTable({"a": {"cls/Acc": 0.9}}, "T", seeds=2).title == (
+        "T (mean ± std over 2 seeds)")  # fmt: skip
+    assert report.MetricTable({"a": {"cls/Acc": 0.9}}, "", seeds=3).title == ""
+    single = report.report({"cls/Acc": 0.9})
+    assert list(single.columns) == ["value"] and single.title == ""
+    assert single.to_markdown().startswith("| Metric | value |")
+    assert report.report({"cls/Acc": 0.9}, "m", "Test").title == "Test"
+    assert report.compare({"a": {"cls/Acc": 0.9}}, "C").title == "C"
+    assert report.compare({"a": {"cls/Acc": 0.9}}).title == ""
+    with pytest.raises(ValueError, match="^MetricTable needs at least one column of metrics.$"):
+        report.MetricTable({})
+    partial = report.MetricTable({"a": {"cls/Acc": 0.9, "cls/NLL": 0.3}, "b": {"cls/Acc": 0.8}},
+                                 spread={"a": {"cls/Acc": 0.01}}, seeds=2)  # fmt: skip
+    assert partial.std("b", "cls/Acc") is None and partial.std("a", "cls/Acc") == 0.01
+    assert "| NLL ↓ | 0.30000 | – |" in partial.to_markdown()  # one value: no best
+    frame = partial.to_dataframe()
+    assert math.isnan(frame.loc[("Classification", "NLL ↓"), "b"])
+    same = report.compare({"a": {"cls/Acc": 0.9}, "b": {"cls/Acc": 0.9}})
+    assert same.best("cls/Acc") is None  # a tie has no best
+
+
+def test_show_picks_html_in_a_notebook_and_a_rich_table_on_a_terminal(monkeypatch, capsys):
+    import sys
+    import types
+
+    table = report.compare({"a": {"cls/Acc": 0.9}, "b": {"cls/Acc": 0.8}}, "Title")
+
+    class ZMQInteractiveShell:
+        pass
+
+    class TerminalInteractiveShell:
+        pass
+
+    fake = types.ModuleType("IPython")
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    fake.get_ipython = lambda: None
+    assert not report._in_notebook()
+    fake.get_ipython = TerminalInteractiveShell
+    assert not report._in_notebook()
+    fake.get_ipython = ZMQInteractiveShell
+    assert report._in_notebook()
+    shown = []
+    display = types.ModuleType("IPython.display")
+    display.display = shown.append
+    monkeypatch.setitem(sys.modules, "IPython.display", display)
+    report.show(table)
+    assert shown == [table]
+    monkeypatch.delitem(sys.modules, "IPython")
+    assert not report._in_notebook()
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    report.show(table)
+    printed = capsys.readouterr().out
+    assert "Title" in printed and "Metric" in printed and "Classification" in printed
+    assert "90.00%" in printed and "|---" not in printed  # a rich table, not Markdown
