@@ -7,6 +7,7 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,7 +38,15 @@ def two_seeds(tmp_path_factory, real_root):
     config = tiny(out, real_root, models=("lenet", "deep-ensemble-2"), seeds=2,
                   calibrate="temperature")  # fmt: skip
     lines: list[str] = []
-    comparison = compare.run_comparison(config, progress=lines.append)
+    stale = out / "out" / "lightning_logs" / "lenet" / "seed0" / "stale.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("a run of another day")
+
+    def progress(line: str) -> None:  # what results.json says while the loop runs
+        saved = json.loads((out / "out" / "results.json").read_text())
+        lines.append(f"{line} | complete={saved['complete']}")
+
+    comparison = compare.run_comparison(config, progress=progress)
     return config, comparison, lines, json.loads((out / "out" / "results.json").read_text())
 
 
@@ -50,6 +59,27 @@ def test_results_json_tells_the_truth(two_seeds):
     sizes = {"train": 512, "val": 300, "test_id": 300, "test_ood": 300}
     assert results["data"] == {"dataset": "mnist", "id": "MNIST", "ood": "FashionMNIST"} | sizes
     assert len(lines) == 4 and lines[0].startswith("[1/4] LeNet, seed 0")
+    first = comparison.runs["LeNet"][0]
+    assert lines[0] == (
+        f"[1/4] LeNet, seed 0: fit {first.fit_s:.1f} s, test {first.test_s:.1f} s, accuracy "
+        f"{100 * first.metrics['cls/Acc']:.2f} % | complete=False"
+    )
+    assert all(line.endswith("complete=False") for line in lines)  # saved, marked unfinished
+    logs = os.path.join(config.out, "lightning_logs")
+    assert sorted(os.listdir(os.path.join(logs, "lenet"))) == ["seed0", "seed1"]
+    assert "stale.txt" not in os.listdir(os.path.join(logs, "lenet", "seed0"))  # replaced
+    for slug in ("lenet", "deep-ensemble-2"):  # the routine's and the run's hyper-parameters
+        hparams = Path(logs, slug, "seed1", "hparams.yaml").read_text()
+        assert "lr_mult: 1.0" in hparams and "dataset: mnist" in hparams and "epochs: 1" in hparams
+    assert sorted(os.listdir(os.path.join(config.out, "plots"))) == [
+        "deep-ensemble-2_ood.png", "deep-ensemble-2_reliability.png", "lenet_ood.png",
+        "lenet_reliability.png", "risk_coverage.png"]  # fmt: skip
+    assert results["models"]["Deep Ensemble (M=2)"]["metrics"]["cplx/params"] == 2 * 44_426
+    means, spreads = comparison.columns(compare.SUMMARY_KEYS)
+    temperatures = results["models"]["LeNet"]["temperature"]
+    assert means["LeNet"]["ts/T"] == pytest.approx(statistics.fmean(temperatures))
+    assert spreads["LeNet"]["ts/T"] == pytest.approx(statistics.stdev(temperatures))
+    assert "ts/cal/ECE" in means["LeNet"] and "ts/cal/ECE" in spreads["LeNet"]
     lenet = results["models"]["LeNet"]
     assert lenet["steps"] == [4, 4]  # 512 images / batch 128, one epoch: what really ran
     for fit_s, speed in zip(lenet["fit_s"], lenet["train_images_per_s"], strict=True):
@@ -66,6 +96,7 @@ def test_results_json_tells_the_truth(two_seeds):
     assert "NaN" not in json.dumps(results)
     members = results["models"]["Deep Ensemble (M=2)"]["members"]  # per seed, per member
     assert len(members) == 2 and len(members[0]) == 2 and "cls/NLL" in members[0][1]
+    assert "ood/AUROC" in members[0][1] and "ood/AUROC" in calibrated["metrics"]
     de = comparison.runs["Deep Ensemble (M=2)"][0].predictions
     member = evaluate_predictions(de["probs"][:, 1], de["targets"], de["ood_probs"][:, 1])
     assert members[0][1]["cls/NLL"] == pytest.approx(member["cls/NLL"])
@@ -247,6 +278,16 @@ def test_the_report_names_every_figure_after_its_model_and_data(two_seeds, tmp_p
     assert list(curves) == ["LeNet", "Deep Ensemble (M=2)"] and curves["LeNet"][0] is lenet["probs"]
     for png in (tmp_path / "plots").iterdir():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "deep-ensemble-2_ood.png", "deep-ensemble-2_reliability.png", "lenet_ood.png",
+        "lenet_reliability.png", "risk_coverage.png"]  # fmt: skip
+    from PIL import Image
+
+    with Image.open(tmp_path / "plots" / "risk_coverage.png") as image:
+        assert image.size == (585, 405)  # 6.5 x 4.5 inches at 90 dpi
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []  # every figure closed: none piles up in a notebook
     markdown = (tmp_path / "comparison.md").read_text()
     assert markdown.startswith(comparison.table().to_markdown())
     assert all(f"- {v}" in markdown for v in comparison.verdicts())
@@ -256,7 +297,9 @@ def test_the_report_names_every_figure_after_its_model_and_data(two_seeds, tmp_p
     )
 
 
-def test_the_pretrained_ensemble_is_tested_like_the_trained_models(tmp_path, real_root):
+def test_the_pretrained_ensemble_is_tested_like_the_trained_models(tmp_path, real_root,
+                                                                    monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
     config = tiny(tmp_path, real_root, models=("lenet",), pretrained="local")
     comparison = compare.run_comparison(config)
     (pretrained,) = comparison.runs["Pretrained ensemble (M=8)"]
@@ -270,6 +313,7 @@ def test_the_pretrained_ensemble_is_tested_like_the_trained_models(tmp_path, rea
     assert pretrained.metrics["cls/Acc"] > 0.95  # the shipped ensemble: 99.5 % on all of MNIST
     plots_written = sorted(os.listdir(tmp_path / "out" / "plots"))
     assert "pretrained_reliability.png" in plots_written and "pretrained_ood.png" in plots_written
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # its test writes no logs anywhere
 
 
 def test_an_output_folder_that_cannot_be_written_says_so(tmp_path):
@@ -279,5 +323,8 @@ def test_an_output_folder_that_cannot_be_written_says_so(tmp_path):
         compare.prepare_output(target)
     with pytest.raises(OSError, match=r"is not a writable folder \(.*\): choose another --out"):
         compare.prepare_output(target / "inside")  # a folder that would be inside a file
+    with pytest.raises(OSError, match=r"\(Not a directory\)"):
+        compare.prepare_output(target / "inside")
     out = compare.prepare_output(tmp_path / "new")
     assert sorted(os.listdir(out)) == ["plots"]  # the probe file is gone
+    assert compare.prepare_output(out) == out  # an existing output folder is fine

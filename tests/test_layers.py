@@ -145,3 +145,63 @@ def test_batch_layers_initialisation_and_errors():
         layer(torch.randn(7, 400))
     with pytest.raises(ValueError, match="num_estimators"):
         layers.BatchConv2d(1, 2, 3, num_estimators=0)
+
+
+def test_hints_name_the_nearest_alpha_and_a_gamma_that_work():
+    def message(*args, **kwargs):
+        with pytest.raises(ValueError) as info:
+            PackedLinear(*args, **kwargs)
+        return str(info.value)
+
+    assert message(12, 12, alpha=1, num_estimators=4, gamma=2) == (
+        "PackedLinear(12 -> 12, alpha=1, num_estimators=4, gamma=2): extended widths 12 -> 12 do "
+        "not split into 8 equal groups. Try alpha=2 or gamma=1.")  # fmt: skip
+    assert message(12, 12, alpha=1.3, num_estimators=4).endswith(
+        "extended widths 15 -> 15 do not split into 4 equal groups. Try alpha=1.")  # fmt: skip
+    assert message(6, 4, alpha=1, num_estimators=8).endswith("Try alpha=4.")
+    PackedLinear(4, 4, alpha=1, num_estimators=1)  # one member is a plain layer: allowed
+    PackedLinear(4, 4, alpha=0.5, num_estimators=2)  # a width factor below 1 is allowed
+
+
+def test_first_packed_linear_is_a_plain_linear_and_bias_is_optional():
+    torch.manual_seed(0)
+    first = PackedLinear(6, 8, alpha=2, num_estimators=2, first=True)
+    assert first.groups == 1
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(first(x), x @ first.weight.T + first.bias)
+    plain = PackedLinear(6, 8, alpha=2, num_estimators=2, first=True, bias=False)
+    assert plain.bias is None
+    torch.testing.assert_close(plain(x), x @ plain.weight.T)
+    assert PackedLinear(8, 8, alpha=2, num_estimators=2, bias=False).bias is None
+    conv = PackedConv2d(4, 4, 3, alpha=2, num_estimators=2, stride=2, dilation=2, bias=False)
+    assert conv.bias is None and conv(torch.randn(1, 8, 13, 13)).shape == (1, 8, 5, 5)
+    assert (conv.conv.stride, conv.conv.dilation) == ((2, 2), (2, 2))
+
+
+def test_initial_weights_fill_their_kaiming_range_and_biases_are_centred():
+    torch.manual_seed(0)
+    for layer in (PackedLinear(256, 256, alpha=1, num_estimators=1),
+                  layers.BatchLinear(256, 256, 2)):  # fmt: skip
+        bound = 1 / 256**0.5  # kaiming_uniform with a = sqrt(5): U(-1/sqrt(fan_in), +...)
+        weight = layer.weight.detach()
+        assert weight.abs().max() <= bound and weight.abs().max() > 0.97 * bound
+        bias = layer.bias.detach()
+        assert bias.min() < -0.5 * bound and bias.max() > 0.5 * bound  # U(-b, b), not U(b, b)
+
+
+def test_batch_layers_options():
+    torch.manual_seed(0)
+    linear = layers.BatchLinear(4, 3, 2, bias=False)
+    assert linear.bias is None
+    x = torch.randn(6, 4)
+    assert linear(x).shape == (6, 3)
+    conv = layers.BatchConv2d(1, 2, 3, 2, stride=2, bias=False)
+    assert conv.bias is None and conv.conv.stride == (2, 2)
+    assert conv(torch.randn(4, 1, 9, 9)).shape == (4, 2, 4, 4)
+    with pytest.raises(ValueError) as info:
+        conv(torch.randn(3, 1, 9, 9))
+    assert str(info.value) == ("BatchEnsemble layers need estimator-major inputs (M*B, ...) with "
+                               "M = 2, got 3 rows: repeat the batch M times first.")  # fmt: skip
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="num_estimators"):
+            layers.BatchLinear(4, 3, bad)

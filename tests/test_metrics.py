@@ -498,3 +498,38 @@ def test_boundaries_one_bin_full_recall_and_absent_classes():
     for level in (0.0, 1.01):
         with pytest.raises(ValueError, match="recall_level"):
             OODDetection(recall_level=level)
+
+
+def test_input_errors_say_exactly_what_is_wrong():
+    from tutorial_lib.metrics.ranking import tie_group_ends
+    from tutorial_lib.metrics.validation import check_probs, check_targets, sum_tolerance
+
+    def message(fn, *args):
+        with pytest.raises(ValueError) as info:
+            fn(*args)
+        return str(info.value)
+
+    assert message(check_probs, torch.tensor([[0.5, math.inf], [0.5, math.nan]])) == (
+        "probs contains NaN or inf (2 values).")  # fmt: skip
+    assert message(check_probs, torch.empty(2, 0)) == (
+        "probs is empty (shape (2, 0)): nothing to evaluate.")  # fmt: skip
+    assert message(check_probs, torch.tensor([[0.7, 0.7]]), "ood_probs") == (
+        "ood_probs rows must sum to 1 (tolerance 0.001), worst is off by 0.4: apply a softmax "
+        "over the classes first.")  # fmt: skip
+    assert check_probs([[0.25, 0.75]]).tolist() == [[[0.25, 0.75]]]  # a list is accepted
+    assert message(check_targets, torch.tensor([0.0, 1.0]), 2, 3) == (
+        "targets must be integer class labels, not floats.")  # fmt: skip
+    assert message(check_targets, torch.tensor([0, 5]), 2, 3) == (
+        "targets must lie in [0, 3), got values in [0, 5].")  # fmt: skip
+    assert sum_tolerance(torch.float32) == 1e-3 and sum_tolerance(torch.int64) == 1e-3
+    assert sum_tolerance(torch.float16) == 4 * torch.finfo(torch.float16).eps
+    assert sum_tolerance(torch.bfloat16) == 4 * torch.finfo(torch.bfloat16).eps
+    assert message(tie_group_ends, torch.tensor([])) == "tie_group_ends needs at least one value."
+    probs, targets, _ = random_fixture(1, 2, n=40)
+    right, wrong = probs.mean(1).argmax(-1), (probs.mean(1).argmax(-1) + 1) % 10
+    feats = torch.randn(40, 4)
+    assert message(grouping_loss, probs, right, feats) == (
+        "The grouping loss needs both right and wrong predictions; all 40 are right. Use more (or "
+        "harder) samples.")  # fmt: skip
+    assert message(grouping_loss, probs, wrong, feats).endswith("all 40 are wrong. Use more (or "
+                                                                "harder) samples.")  # fmt: skip
