@@ -522,3 +522,87 @@ def test_published_sources_are_torchvisions():
         theirs = getattr(torchvision.datasets, name)
         assert list(source.mirrors) == list(theirs.mirrors), name
         assert list(source.resources) == [tuple(r) for r in theirs.resources], name
+
+
+def test_loader_defaults_epochs_and_crops_follow_their_seed():
+    images = torch.arange(600, dtype=torch.int64).remainder(256).to(torch.uint8)
+    images = images[:, None, None].expand(600, 28, 28).contiguous()
+    labels = torch.arange(600)
+    loader = data.TensorBatchLoader(images, labels)
+    assert (loader.batch_size, loader.shuffle, loader.augment, loader.seed) == (512, True, False, 0)
+    assert len(loader) == 2 and loader.epoch == 0
+    data.TensorBatchLoader(images, labels, batch_size=1)  # one image per batch is allowed
+    epochs = [torch.cat([y for _, y in loader]) for _ in range(3)]
+    assert loader.epoch == 3
+    assert not torch.equal(epochs[1], epochs[2])  # every epoch its own permutation
+    g = torch.Generator().manual_seed(0 + 2)  # the third epoch: seed + epoch
+    assert torch.equal(epochs[2], torch.randperm(600, generator=g))
+    crops = data.TensorBatchLoader(images, labels, 600, shuffle=False, augment=True, seed=5)
+    x, _ = next(iter(crops))
+    g = torch.Generator().manual_seed(10_000 + 5)  # the crops' own stream: 10,000 + seed + epoch
+    offsets = torch.randint(0, 9, (600, 2), generator=g)
+    expected = data.normalize(data.random_crop(images, offsets))
+    torch.testing.assert_close(x, expected)
+    assert len(data.TensorBatchLoader(images, labels, 512, drop_last=True)) == 1
+    custom = data.TensorBatchLoader(images, labels, 600, shuffle=False, mean=0.5, std=0.25)
+    x, _ = next(iter(custom))
+    torch.testing.assert_close(x, (images[:, None].float() / 255 - 0.5) / 0.25)
+    with pytest.raises(ValueError) as info:
+        data.TensorBatchLoader(images, labels[:5])
+    assert str(info.value) == "600 images but 5 labels."
+    with pytest.raises(ValueError) as info:
+        data.TensorBatchLoader(images, labels, batch_size=0)
+    assert str(info.value) == "batch_size must be >= 1, got 0."
+
+
+def test_data_module_defaults_and_messages():
+    module = data.MNISTDataModule()
+    assert (module.batch_size, module.eval_batch_size, module.augment, module.seed) == (
+        512, 2048, True, 0)  # fmt: skip
+    data.MNISTDataModule(batch_size=1, eval_batch_size=1)  # the smallest batches are allowed
+    for arg in ("batch_size", "eval_batch_size"):
+        with pytest.raises(ValueError) as info:
+            data.MNISTDataModule(**{arg: 0})
+        assert str(info.value).startswith(f"{arg} must be >= 1, got 0")
+    with pytest.raises(ValueError) as info:
+        data.MNISTDataModule(val_size=-1)
+    assert str(info.value) == "val_size must be >= 0, got -1."
+    placed = data.MNISTDataModule("r", "m", device="cpu")
+    assert (placed.root, placed.mirror, placed.device) == (Path("r"), Path("m"),
+                                                           torch.device("cpu"))  # fmt: skip
+
+
+def test_corrupt_files_and_caches_say_why(tmp_path):
+    short = tmp_path / "short.gz"
+    with gzip.open(short, "wb") as f:
+        f.write(b"\x00\x00\x08\x01\x00\x00\x00")
+    with pytest.raises(data.CorruptDataError) as info:
+        data.read_idx(short)
+    assert str(info.value) == f"{short} is too short to be an IDX file. Delete it and run again."
+    exact = tmp_path / "eight.gz"
+    with gzip.open(exact, "wb") as f:
+        f.write((0x801).to_bytes(4, "big") + (0).to_bytes(4, "big"))  # 8 bytes: no labels
+    assert data.read_idx(exact).shape == (0,)
+    magic = tmp_path / "magic.gz"
+    with gzip.open(magic, "wb") as f:
+        f.write((0x802).to_bytes(4, "big") + (1).to_bytes(4, "big") + b"\x00")
+    with pytest.raises(data.CorruptDataError) as info:
+        data.read_idx(magic)
+    assert str(info.value) == f"{magic} has IDX magic 0x00000802, not MNIST's. Delete it."
+    images = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    labels = torch.tensor([3, 9], dtype=torch.uint8)
+    good = {"format": data._CACHE_FORMAT, "source_md5": "k", "images": images, "labels": labels,
+            "sha256": [data._sha256(images), data._sha256(labels)]}  # fmt: skip
+    assert data._cache_problem(good, "k") is None  # a label of 9 is fine
+    reasons = {
+        "an older or unknown format": {**good, "format": 1},
+        "it was decoded from other raw files": {**good, "source_md5": "other"},
+        "it lacks images or labels": {**good, "labels": None},
+        "wrong dtype": {**good, "labels": labels.long()},
+        "its content does not match its sha256 (corrupted)": {**good, "sha256": ["x", "y"]},
+    }
+    for reason, cached in reasons.items():
+        assert data._cache_problem(cached, "k") == reason
+    assert data._cache_problem({**good, "images": images[0]}, "k").startswith("shapes (28, 28)")
+    ten = {**good, "labels": torch.tensor([3, 10], dtype=torch.uint8)}
+    assert data._cache_problem(ten, "k") == "a label is 10, outside 0-9"

@@ -320,8 +320,10 @@ def read_idx(path: str | os.PathLike) -> Tensor:
             f"{path} holds {len(payload)} bytes once unzipped, its header announces {expected} "
             f"(shape {shape}): the file is truncated or corrupted. Delete it and run again."
         )
-    data = torch.frombuffer(bytearray(payload[header:]), dtype=torch.uint8)
-    return data.reshape(shape)
+    body = payload[header:]
+    if not body:  # a header announcing no items (torch.frombuffer refuses an empty buffer)
+        return torch.empty(shape, dtype=torch.uint8)
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
 
 
 def _sha256(tensor: Tensor) -> str:
