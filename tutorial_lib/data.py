@@ -129,8 +129,8 @@ def md5sum(path: str | os.PathLike) -> str:
     return file_digest(path, "md5")
 
 
-# files already verified by this process: path -> (size, mtime_ns) when its md5 matched
-_verified: dict[Path, tuple[int, int]] = {}
+# files already verified by this process: path -> (size, mtime_ns, md5) when that md5 matched
+_verified: dict[Path, tuple[int, int, str]] = {}
 
 
 def _has_md5(path: Path, md5: str) -> bool:
@@ -139,7 +139,7 @@ def _has_md5(path: Path, md5: str) -> bool:
         stat = path.stat()
     except OSError:  # missing, or a path through a file
         return False
-    key = (stat.st_size, stat.st_mtime_ns)
+    key = (stat.st_size, stat.st_mtime_ns, md5)
     if _verified.get(path) == key:
         return True
     if md5sum(path) != md5:

@@ -196,7 +196,7 @@ class ClassificationRoutine(L.LightningModule):
         inputs, targets = batch
         probs = self._member_probs(inputs)
         mean = probs.mean(1)
-        self.val_kept.append((probs.cpu(), targets.cpu()))
+        self.val_kept.append((probs, targets))  # to the CPU once, at the epoch's end
         self.val_acc.update(mean, targets)
         self.val_nll.update(mean, targets)
         self.val_ece.update(mean, targets)
@@ -215,8 +215,8 @@ class ClassificationRoutine(L.LightningModule):
         kept, self.val_kept = self.val_kept, []
         if kept and not (self._trainer and self._trainer.sanity_checking):
             self.val_predictions = {
-                "probs": torch.cat([p for p, _ in kept]),
-                "targets": torch.cat([t for _, t in kept]),
+                "probs": torch.cat([p for p, _ in kept]).cpu(),
+                "targets": torch.cat([t for _, t in kept]).cpu(),
                 "step": self.global_step,
             }
 

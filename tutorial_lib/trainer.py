@@ -28,6 +28,9 @@ import lightning as L
 import torch
 
 HPARAM_METRICS = ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC", "sc/AURC")
+# steps between two reads of the training loss (logging, divergence check): each read costs
+# ~0.5 ms of Lightning on the CPU and makes a GPU wait for the step (benchmarks/step_overhead.py)
+LOG_EVERY_N_STEPS = 10
 
 
 class TrainingDiverged(RuntimeError):
@@ -170,7 +173,9 @@ class DivergenceGuard(L.Callback):
             rate".
     """
 
-    def __init__(self, factor: float = 20.0, floor: float = 100.0, every: int = 10) -> None:
+    def __init__(
+        self, factor: float = 20.0, floor: float = 100.0, every: int = LOG_EVERY_N_STEPS
+    ) -> None:
         self.factor, self.floor, self.every = factor, floor, every
         self.first: float | None = None
 
@@ -318,7 +323,7 @@ def make_trainer(
         "enable_checkpointing": False,
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
-        "log_every_n_steps": 10,  # each logged step costs ~0.5 ms on the CPU and a GPU sync
+        "log_every_n_steps": LOG_EVERY_N_STEPS,
         "enable_progress_bar": progress,
     }
     settings.update(overrides)
