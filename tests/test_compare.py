@@ -7,6 +7,7 @@ import json
 import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,19 @@ def test_results_json_tells_the_truth(two_seeds):
     member = evaluate_predictions(de["probs"][:, 1], de["targets"], de["ood_probs"][:, 1])
     assert members[0][1]["cls/NLL"] == pytest.approx(member["cls/NLL"])
     assert "members" not in lenet
+
+
+def test_the_data_lives_where_the_models_train(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = ExperimentConfig.create("quick", accelerator="gpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning here: the trainer gives the fallback's
+        assert compare.make_data(config).device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # set up before any trainer is attached, the splits must still go to the GPU
+    assert compare.make_data(config).device == torch.device("cuda")
+    assert compare.make_data(config.with_values(accelerator="cpu")).device == torch.device("cpu")
 
 
 def test_a_seed_reproduces_and_temperature_is_fitted_on_validation(two_seeds, monkeypatch):

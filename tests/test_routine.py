@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 import warnings
 
 import pytest
@@ -132,6 +133,29 @@ def test_gpu_request_falls_back_to_cpu_with_one_warning(monkeypatch):
     assert trainer.available_accelerator() == "cpu"
     with pytest.raises(ValueError, match="max_epochs"):
         make_trainer(0)
+
+
+def test_training_device_is_where_the_trainer_trains(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the trainer warns about the fallback, not this
+        assert [trainer.training_device(a).type for a in (None, "auto", "gpu", "cpu")] == [
+            "cpu"
+        ] * 4
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert [trainer.training_device(a).type for a in (None, "auto", "gpu", "cpu")] == [
+        "cuda", "cuda", "cuda", "cpu"
+    ]  # fmt: skip
+
+
+def test_the_loss_is_logged_only_on_the_steps_the_trainer_writes():
+    routine = ClassificationRoutine(LeNet(), 10)
+    assert routine._writes_step_logs()  # no trainer attached: log
+    for step, every, writes in ((9, 10, True), (8, 10, False), (19, 10, True), (3, 1, True),
+                                (4, 5, True), (9, 0, False)):  # fmt: skip
+        routine._trainer = types.SimpleNamespace(global_step=step, log_every_n_steps=every)
+        assert routine._writes_step_logs() is writes, (step, every)
 
 
 def test_seeding_makes_runs_identical(small_data):

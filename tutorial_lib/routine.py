@@ -181,8 +181,19 @@ class ClassificationRoutine(L.LightningModule):
             batch = self.format_batch_fn(batch)
         inputs, targets = batch
         loss = self.loss(self.model(inputs), targets)
-        self.log("train/loss", loss, prog_bar=True)
+        if self._writes_step_logs():
+            self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def _writes_step_logs(self) -> bool:
+        """Whether the trainer writes step metrics after this step (every ``log_every_n_steps``
+        optimiser steps). Logging a value that it would not write costs ~0.5 ms of Lightning's
+        bookkeeping per step, as much as a LeNet step's compute on a GPU."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        every = trainer.log_every_n_steps  # 0: the trainer writes no step metrics
+        return bool(every) and (trainer.global_step + 1) % every == 0
 
     def _member_probs(self, inputs: Tensor) -> Tensor:
         probs = to_member_probs(self.model(inputs), inputs.shape[0])
