@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import stat
+import types
 import urllib.error
 import warnings
 from pathlib import Path
@@ -570,6 +571,24 @@ def test_data_module_defaults_and_messages():
     placed = data.MNISTDataModule("r", "m", device="cpu")
     assert (placed.root, placed.mirror, placed.device) == (Path("r"), Path("m"),
                                                            torch.device("cpu"))  # fmt: skip
+
+
+def test_splits_follow_the_trainer_that_sets_them_up(real_root):
+    dm = data.MNISTDataModule(real_root, os.devnull, train_subset=1000, eval_subset=100)
+    dm.setup()  # before any trainer: on the CPU
+    assert {x.device.type for pair in dm.splits.values() for x in pair} == {"cpu"}
+    images = dm.splits["test"][0]
+    dm.trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(
+        root_device=torch.device("meta")))  # a trainer on another device  # fmt: skip
+    dm.setup("fit")
+    assert {x.device.type for pair in dm.splits.values() for x in pair} == {"meta"}
+    assert dm.splits["test"][0].shape == images.shape and dm.sizes()["train"] == 1000
+    pinned = data.MNISTDataModule(real_root, os.devnull, train_subset=1000, eval_subset=100,
+                                  device="cpu")  # fmt: skip
+    pinned.setup()
+    pinned.trainer = dm.trainer
+    pinned.setup("fit")  # an explicit device is kept
+    assert pinned.splits["train"][0].device.type == "cpu"
 
 
 def test_corrupt_files_and_caches_say_why(tmp_path):

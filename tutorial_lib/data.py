@@ -612,10 +612,17 @@ class MNISTDataModule(L.LightningDataModule):
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def setup(self, stage: str | None = None) -> None:
-        """Split the training images and load every split onto the device (once)."""
-        if self.splits:
-            return
+        """Split the training images and load every split onto the device (once).
+
+        Without a ``device``, the splits follow the attached trainer: set up first on the CPU
+        (``setup()`` called before ``trainer.fit``), they move to a GPU trainer's device when it
+        calls ``setup`` (else every step would crop a batch on the CPU and copy it over).
+        """
         device = self._device()
+        if self.splits:
+            if self.device is None and self.splits["train"][0].device != device:
+                self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+            return
         images, labels = load_split(self.id_name, True, self.root, self.mirror)
         train, val = validation_indices(images.shape[0], self.val_size)
         train = train[: self.train_subset]
