@@ -33,7 +33,7 @@ from tutorial_lib.compare import build_model, fit_and_test, make_data  # noqa: E
 from tutorial_lib.config import ExperimentConfig  # noqa: E402
 from tutorial_lib.ensembles import RepeatTarget  # noqa: E402
 from tutorial_lib.recipes import resolve_recipe  # noqa: E402
-from tutorial_lib.trainer import seed_everything, training_device  # noqa: E402
+from tutorial_lib.trainer import seed_everything  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:
@@ -74,12 +74,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
     config = ExperimentConfig.create("full", accelerator=args.accelerator)
-    device = training_device(config.accelerator)
     start = time.perf_counter()
     data = make_data(config)
     data.prepare_data()
     data.setup()
-    print(f"data ready on {device}: {time.perf_counter() - start:.2f} s", flush=True)
+    print(f"data ready: {time.perf_counter() - start:.2f} s", flush=True)
     profiler = cProfile.Profile() if args.profile else None
     with tempfile.TemporaryDirectory() as logs:
         for label in ("first pass (cold)", "second pass (warm)"):
@@ -96,6 +95,7 @@ def main() -> None:
                       f"steps, validation included), test {result.test_s:.2f} s",
                       flush=True)  # fmt: skip
             print(f"{label}: fit + test of the three models {total:.2f} s", flush=True)
+    device = data.splits["train"][0].device  # moved there by the trainers above
     total = 0.0
     for spec in config.specs:
         seconds, steps = plain_fit(spec, data, config, device)

@@ -7,7 +7,7 @@ import json
 import os
 import statistics
 import time
-import warnings
+import types
 from pathlib import Path
 
 import pytest
@@ -104,17 +104,15 @@ def test_results_json_tells_the_truth(two_seeds):
     assert "members" not in lenet
 
 
-def test_the_data_lives_where_the_models_train(monkeypatch):
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    config = ExperimentConfig.create("quick", accelerator="gpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no warning here: the trainer gives the fallback's
-        assert compare.make_data(config).device == torch.device("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    # set up before any trainer is attached, the splits must still go to the GPU
-    assert compare.make_data(config).device == torch.device("cuda")
-    assert compare.make_data(config.with_values(accelerator="cpu")).device == torch.device("cpu")
+def test_the_data_goes_where_the_models_train(real_root, tmp_path):
+    config = ExperimentConfig.create("quick", data_dir=str(real_root), mirror=os.devnull,
+                                     out=str(tmp_path / "out"))  # fmt: skip
+    data, _ = compare.prepare(config)  # set up before any trainer: on the CPU
+    assert data.splits["train"][0].device.type == "cpu"
+    data.trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(
+        root_device=torch.device("meta")))  # a trainer on another device sets it up  # fmt: skip
+    data.setup("fit")
+    assert {x.device.type for pair in data.splits.values() for x in pair} == {"meta"}
 
 
 def test_a_seed_reproduces_and_temperature_is_fitted_on_validation(two_seeds, monkeypatch):

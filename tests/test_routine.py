@@ -135,20 +135,6 @@ def test_gpu_request_falls_back_to_cpu_with_one_warning(monkeypatch):
         make_trainer(0)
 
 
-def test_training_device_is_where_the_trainer_trains(monkeypatch):
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the trainer warns about the fallback, not this
-        assert [trainer.training_device(a).type for a in (None, "auto", "gpu", "cpu")] == [
-            "cpu"
-        ] * 4
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert [trainer.training_device(a).type for a in (None, "auto", "gpu", "cpu")] == [
-        "cuda", "cuda", "cuda", "cpu"
-    ]  # fmt: skip
-
-
 def test_the_loss_is_logged_only_on_the_steps_the_trainer_writes():
     routine = ClassificationRoutine(LeNet(), 10)
     assert routine._writes_step_logs()  # no trainer attached: log

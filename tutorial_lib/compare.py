@@ -52,7 +52,6 @@ from tutorial_lib.trainer import (
     make_trainer,
     release_cpu_memory,
     seed_everything,
-    training_device,
 )
 
 NUM_CLASSES = 10
@@ -89,13 +88,12 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 
 def make_data(config: ExperimentConfig) -> MNISTDataModule:
-    """The experiment's data module (train / validation / ID test / OOD test), its tensors on the
-    device that ``config.accelerator`` trains on (:func:`~tutorial_lib.trainer.training_device`)."""
+    """The experiment's data module (train / validation / ID test / OOD test); its splits move
+    to the device of the trainer that fits or tests on it (:meth:`MNISTDataModule.setup`)."""
     return MNISTDataModule(
         config.data_dir, config.mirror, batch_size=config.batch_size, seed=config.seed,
         train_subset=config.train_subset, eval_subset=config.eval_subset,
         val_size=config.val_size, dataset=config.dataset,
-        device=training_device(config.accelerator),
     )  # fmt: skip
 
 

@@ -120,15 +120,13 @@ def available_accelerator() -> str:
 _GPU_NAMES = {"gpu", "cuda", "mps"}
 
 
-def _choose_accelerator(requested: str | None, warn: bool = True) -> str:
+def _choose_accelerator(requested: str | None) -> str:
     """The accelerator to use for a request: ``None``/``"auto"`` picks the best available; a GPU
-    request on a machine without one falls back to the CPU with one warning (when ``warn``)."""
+    request on a machine without one falls back to the CPU with one warning."""
     have = available_accelerator()
     if requested in (None, "auto"):
         return have
     if requested in _GPU_NAMES and have == "cpu":
-        if not warn:
-            return "cpu"
         warnings.warn(
             f"accelerator={requested!r} was requested but this machine has no GPU: training on "
             "the CPU instead (slower, same results). On Colab, choose Runtime > Change runtime "
@@ -140,17 +138,6 @@ def _choose_accelerator(requested: str | None, warn: bool = True) -> str:
     if requested == "gpu":
         return have
     return requested
-
-
-def training_device(accelerator: str | None = None) -> torch.device:
-    """The device that ``make_trainer(accelerator=accelerator)`` trains on: ``cuda``, ``mps`` or
-    ``cpu`` (a GPU request on a machine without one gives the CPU; the trainer says so).
-
-    A data module whose tensors live there serves batches that need no copy: set up before a
-    trainer is attached, :class:`~tutorial_lib.data.MNISTDataModule` would otherwise keep them
-    on the CPU, and every GPU step would wait for a batch cropped on the CPU and copied over.
-    """
-    return torch.device(_choose_accelerator(accelerator, warn=False))
 
 
 class CPUTuning(L.Callback):
