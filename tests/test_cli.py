@@ -165,3 +165,27 @@ def test_the_new_methods_run_from_the_command_line(real_root, tmp_path, capsys):
     models = json.loads((out / "results.json").read_text())["models"]
     assert set(models) == {"MC-Dropout (T=8)", "BatchEnsemble (M=4)"}
     assert models["BatchEnsemble (M=4)"]["metrics"]["ens/MI"] > 0  # members that differ
+
+
+def test_commands_import_their_libraries_with_the_collector_paused(monkeypatch):
+    import argparse
+    import contextlib
+    import gc
+
+    from tutorial_lib import runtime
+
+    paused, real = [], runtime.imports_without_gc
+
+    @contextlib.contextmanager
+    def spy():
+        with real():
+            paused.append(not gc.isenabled())
+            yield
+
+    monkeypatch.setattr(runtime, "imports_without_gc", spy)
+    monkeypatch.setitem(cli.HANDLERS, "compare", lambda args: 0)
+    try:
+        assert cli.run_command("compare", argparse.Namespace()) == 0
+        assert paused == [True] and gc.isenabled()  # on again for the command itself
+    finally:
+        gc.unfreeze()

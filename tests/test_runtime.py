@@ -53,3 +53,22 @@ def test_share_cpu_fairly_sets_short_spins_before_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout.split()  # fmt: skip
     assert out == ["300000", "0", "1", "1", "-"]
+
+
+def test_imports_without_gc_pauses_the_collector_and_freezes_what_exists():
+    import gc
+
+    frozen = gc.get_freeze_count()
+    try:
+        assert gc.isenabled()
+        with runtime.imports_without_gc():
+            assert not gc.isenabled()
+            made = [[] for _ in range(1000)]  # objects created meanwhile are frozen too
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(made)
+        gc.disable()  # a caller that had paused it: it stays paused
+        with runtime.imports_without_gc():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()

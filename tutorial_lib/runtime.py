@@ -28,9 +28,12 @@ or set the variables in the shell: ``export GOMP_SPINCOUNT=1000 KMP_BLOCKTIME=0`
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -102,3 +105,30 @@ def share_cpu_fairly(threads: int | None = None) -> int:
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     return threads
+
+
+@contextmanager
+def imports_without_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while heavy libraries load, then freeze them.
+
+    Importing torch and Lightning (with torchmetrics, scipy and matplotlib behind it) creates
+    ~700,000 Python objects; the collector meanwhile runs ~1,000 times, a few of them full passes
+    over everything loaded so far: ~0.9 s of a ~4.5 s start on the course's 2-core CPU
+    (``benchmarks/RESULTS.md``). Inside this block it does not run; on leaving, ``gc.freeze()``
+    moves every object that exists to a permanent generation that later collections skip (the
+    modules live as long as the process), and the collector resumes as it was. The cost: cyclic
+    garbage made during the imports is never freed (a one-off, small).
+
+    The ``tutorial-lib`` command runs its imports inside it; a notebook or script can too::
+
+        with imports_without_gc():
+            import lightning
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
