@@ -205,3 +205,31 @@ def test_batch_layers_options():
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match="num_estimators"):
             layers.BatchLinear(4, 3, bad)
+
+
+def test_max_pool2x2_gives_max_pool2d_values_and_takes_the_fast_path_only_in_evaluation(
+    monkeypatch,
+):
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 8, 10)
+    x[:, :, :4] = 0.5  # ties everywhere in the top half, as on MNIST's black background
+    x[0, 0, 5, 3] = float("nan")
+    x = x.contiguous(memory_format=torch.channels_last)
+    expected = nn.functional.max_pool2d(x, 2)
+    with torch.no_grad(), monkeypatch.context() as m:  # evaluation: the two maxima, no kernel
+        m.setattr(layers.F, "max_pool2d", lambda *a, **k: pytest.fail("kernel called"))
+        fast = layers.max_pool2x2(x)
+    assert fast.shape == (3, 6, 4, 5) and fast.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast.nan_to_num(7.0), expected.nan_to_num(7.0))
+    assert fast.isnan().sum() == expected.isnan().sum() == 1
+    calls = []
+    real = layers.F.max_pool2d
+    monkeypatch.setattr(layers.F, "max_pool2d", lambda *a, **k: calls.append(a) or real(*a, **k))
+    trained = x.clone().requires_grad_()
+    layers.max_pool2x2(trained).sum().backward()  # training: PyTorch's kernel and its backward
+    assert torch.equal(trained.grad, torch.func.grad(lambda t: real(t, 2).sum())(x))
+    with torch.no_grad():
+        for other in (x.contiguous(), x[:, :, :7], x[:, :, :, :9]):  # NCHW, odd H, odd W
+            assert torch.equal(layers.max_pool2x2(other).nan_to_num(7.0),
+                               real(other, 2).nan_to_num(7.0))  # fmt: skip
+    assert len(calls) == 4

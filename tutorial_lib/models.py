@@ -26,6 +26,7 @@ from tutorial_lib.layers import (
     BatchLinear,
     PackedConv2d,
     PackedLinear,
+    max_pool2x2,
     to_estimator_major,
 )
 
@@ -54,8 +55,8 @@ class LeNet(nn.Module):
     def _features(self, x: Tensor) -> Tensor:
         # relu(max_pool(x)) == max_pool(relu(x)) exactly (both are monotone); pooling first
         # applies the ReLU to 4x fewer values, ~12 % faster per training step on CPU
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        x = F.relu(F.max_pool2d(self.conv2(x), 2))
+        x = F.relu(max_pool2x2(self.conv1(x)))
+        x = F.relu(max_pool2x2(self.conv2(x)))
         x = self._drop(torch.flatten(x, 1))
         return F.relu(self.fc2(self._drop(F.relu(self.fc1(x)))))
 
@@ -144,8 +145,8 @@ class PackedLeNet(nn.Module):
         self.fc3 = PackedLinear(84, num_classes, last=True, **common)
 
     def _hidden(self, x: Tensor) -> Tensor:
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))  # pool before ReLU: same values, faster
-        x = F.relu(F.max_pool2d(self.conv2(x), 2))
+        x = F.relu(max_pool2x2(self.conv1(x)))  # pool before ReLU: same values, faster
+        x = F.relu(max_pool2x2(self.conv2(x)))
         x = torch.flatten(x, 1)  # member blocks stay contiguous: channel-major flattening
         return F.relu(self.fc2(F.relu(self.fc1(x))))
 
@@ -185,8 +186,8 @@ class BatchEnsembleLeNet(nn.Module):
         self.fc3 = BatchLinear(84, num_classes, m)
 
     def _blocked_features(self, x: Tensor) -> Tensor:
-        x = F.relu(F.max_pool2d(self.conv1.forward_blocked(x, shared_input=True), 2))
-        x = F.relu(F.max_pool2d(self.conv2.forward_blocked(x), 2))
+        x = F.relu(max_pool2x2(self.conv1.forward_blocked(x, shared_input=True)))
+        x = F.relu(max_pool2x2(self.conv2.forward_blocked(x)))
         x = torch.flatten(x, 1)  # member blocks stay contiguous: channel-major flattening
         return F.relu(self.fc2.forward_blocked(F.relu(self.fc1.forward_blocked(x))))
 
