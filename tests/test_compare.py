@@ -281,9 +281,13 @@ def test_the_report_names_every_figure_after_its_model_and_data(two_seeds, tmp_p
     import matplotlib.pyplot as plt
 
     open_before = plt.get_fignums()  # figures other tests left open
+    lenet_run, ensemble_run = comparison.runs["LeNet"][0], comparison.runs["Deep Ensemble (M=2)"][0]
+    drawn_at_test = lenet_run.figures["reliability"]  # TensorBoard's image, drawn by the trainer
+    monkeypatch.setattr(ensemble_run, "figures", {})  # as a run without a logger: none drawn yet
     compare.write_report(comparison, compare.prepare_output(tmp_path))
     calls = {(n, k.get("title") or (a[2] if len(a) > 2 else None)): (a, k) for n, a, k in drawn}
-    assert ("reliability_diagram", "LeNet") in calls
+    assert ("reliability_diagram", "LeNet") not in calls  # not drawn twice: the test's PNG
+    assert (tmp_path / "plots" / "lenet_reliability.png").read_bytes() == drawn_at_test
     assert ("reliability_diagram", "Deep Ensemble (M=2)") in calls
     args, _ = calls[("ood_histograms", "Deep Ensemble (M=2)")]
     assert args[3:] == ("MNIST (ID)", "FashionMNIST (OOD)")

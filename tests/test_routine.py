@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -10,8 +11,10 @@ import textwrap
 import types
 import warnings
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tutorial_lib import recipes, trainer
@@ -19,7 +22,7 @@ from tutorial_lib.data import MNISTDataModule
 from tutorial_lib.ensembles import RepeatTarget
 from tutorial_lib.models import LeNet, PackedLeNet
 from tutorial_lib.routine import ClassificationRoutine
-from tutorial_lib.trainer import make_trainer, seed_everything
+from tutorial_lib.trainer import ReliabilityFigure, make_trainer, seed_everything
 
 
 @pytest.fixture
@@ -53,7 +56,12 @@ def test_fit_and_test_end_to_end_with_tensorboard(small_data, tmp_path):
     assert {"test/cls/Acc", "test/ood/AUROC", "test/cal/ECE"} <= scalars
     assert [e.step for e in events.Scalars("train/loss")] == [9]  # every 10 steps; 16 steps
     assert len(events.Scalars("val/Acc")) == 2  # every epoch, on the validation split
-    assert "test/reliability_diagram" in events.Tags()["images"]
+    (image,) = events.Images("test/reliability_diagram")
+    assert (image.width, image.height) == (450, 540)  # 5 x 6 inches at the report's 90 dpi
+    (figure,) = [c for c in tr.callbacks if isinstance(c, ReliabilityFigure)]
+    shown, kept = (Image.open(io.BytesIO(png)).convert("RGB")
+                   for png in (image.encoded_image_string, figure.png))  # fmt: skip
+    assert np.array_equal(np.asarray(shown), np.asarray(kept))  # the PNG a report writes
     hparams = (version / "hparams.yaml").read_text()
     assert "recipe: default" in hparams and "model: PackedLeNet" in hparams
     assert events.Scalars("hparams/Acc")[-1].value == pytest.approx(results["cls/Acc"])

@@ -48,6 +48,7 @@ from tutorial_lib.metrics import evaluate_predictions, grouping_loss
 from tutorial_lib.models import BatchEnsembleLeNet, LeNet, MCDropoutLeNet, PackedLeNet
 from tutorial_lib.routine import ClassificationRoutine, predict
 from tutorial_lib.trainer import (
+    ReliabilityFigure,
     describe_machine,
     make_trainer,
     release_cpu_memory,
@@ -123,6 +124,7 @@ class ModelResult:
     predictions: dict[str, Tensor] = field(default_factory=dict, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
     name: str = ""
+    figures: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.spec.name
@@ -197,6 +199,9 @@ def fit_and_test(
         predictions=predictions, model=routine.model.cpu().eval(),
     )  # fmt: skip
     result.members = member_metrics(predictions)
+    drawn = [c.png for c in trainer.callbacks if isinstance(c, ReliabilityFigure) and c.png]
+    if drawn:  # the test's reliability diagram (TensorBoard's): the report writes the same PNG
+        result.figures["reliability"] = drawn[0]
     if config.calibrate == "temperature":
         calibrate(result)
     return result
@@ -541,12 +546,13 @@ def write_report(comparison: Comparison, out: Path) -> None:
     table = comparison.table()
     lines = [table.to_markdown(), *[f"- {v}" for v in comparison.verdicts()]]
     files.write_text(out / "comparison.md", "\n".join(lines) + "\n")
-    figures = {}
+    figures: dict[str, Any] = {}  # a matplotlib Figure, or PNG bytes drawn before
     for name, runs in comparison.runs.items():
         p = runs[0].predictions
         slug = runs[0].spec.slug if runs[0].spec.spec != "pretrained" else "pretrained"
-        figures[f"{slug}_reliability"] = plots.reliability_diagram(p["probs"], p["targets"],
-                                                                   title=name)  # fmt: skip
+        figures[f"{slug}_reliability"] = runs[0].figures.get("reliability") or (
+            plots.reliability_diagram(p["probs"], p["targets"], title=name)
+        )  # drawn at test time for TensorBoard already, unless the run had no logger
         figures[f"{slug}_ood"] = plots.ood_histograms(
             p["probs"], p["ood_probs"], name, f"{comparison.data['id']} (ID)",
             f"{comparison.data['ood']} (OOD)",
@@ -560,9 +566,11 @@ def write_report(comparison: Comparison, out: Path) -> None:
     if comparison.shift:
         figures["shift"] = plots.shift_boxplots(comparison.shift)
     for stem, fig in figures.items():
+        png = fig if isinstance(fig, bytes) else plots.figure_png(fig)
         with files.atomic_write(out / "plots" / f"{stem}.png") as handle:
-            fig.savefig(handle, format="png", dpi=90)
-        plt.close(fig)
+            handle.write(png)
+        if not isinstance(fig, bytes):
+            plt.close(fig)
 
 
 def describe_outputs(out: str | Path) -> str:

@@ -6,6 +6,7 @@ labels ``(N,)``, images ``(N, 28, 28)`` or ``(N, 1, 28, 28)``.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,17 @@ SIZES = {"reliability": (5, 6), "ood": (10, 4), "risk_coverage": (6.5, 4.5),
          "pareto_panel": (6.2, 4.6), "gallery_panel": (3.3, 2.9, 0.19)}  # fmt: skip
 LEGEND = {"reliability": "upper left", "ood": "upper left", "roc": "lower right"}
 MARKER = {"alpha": 0.55, "edgecolors": "black", "base": 40, "span": 900, "capsize": 3}
+
+
+REPORT_DPI = 90  # the resolution of the PNG files a comparison writes (and of TensorBoard's)
+
+
+def figure_png(fig: Figure, dpi: int = REPORT_DPI) -> bytes:
+    """The figure drawn once, as PNG bytes: a report writes them to a file, TensorBoard shows them
+    (drawing is most of a figure's cost: ~0.1-0.15 s each on the course's CPU)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def _mean_probs(probs: Tensor) -> Tensor:

@@ -197,10 +197,16 @@ class DivergenceGuard(L.Callback):
 
 
 class ReliabilityFigure(L.Callback):
-    """After ``trainer.test``: the test set's reliability diagram, into TensorBoard."""
+    """After ``trainer.test``: the test set's reliability diagram, into TensorBoard.
+
+    The figure is drawn once, to PNG; ``png`` keeps those bytes (None before a test with a
+    TensorBoard logger), so that :func:`tutorial_lib.compare.write_report` writes the same image
+    to its ``plots/`` folder instead of drawing it again.
+    """
 
     def __init__(self, title: str = "") -> None:
         self.title = title
+        self.png: bytes | None = None
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -210,13 +216,21 @@ class ReliabilityFigure(L.Callback):
             return
         if not trainer.is_global_zero:
             return
-        import matplotlib.pyplot as plt
+        import io
 
-        from tutorial_lib.plots import reliability_diagram
+        import matplotlib.pyplot as plt
+        import numpy as np
+        from PIL import Image
+
+        from tutorial_lib.plots import figure_png, reliability_diagram
 
         fig = reliability_diagram(kept["probs"], kept["targets"], title=self.title)
-        trainer.logger.experiment.add_figure("test/reliability_diagram", fig, trainer.global_step)
+        self.png = figure_png(fig)
         plt.close(fig)
+        with Image.open(io.BytesIO(self.png)) as image:
+            pixels = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
+        trainer.logger.experiment.add_image("test/reliability_diagram", pixels,
+                                            trainer.global_step, dataformats="HWC")  # fmt: skip
 
 
 class HParamsSummary(L.Callback):
