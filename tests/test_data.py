@@ -559,7 +559,7 @@ def test_loader_defaults_epochs_and_crops_follow_their_seed():
 def test_data_module_defaults_and_messages():
     module = data.MNISTDataModule()
     assert (module.batch_size, module.eval_batch_size, module.augment, module.seed) == (
-        512, 2048, True, 0)  # fmt: skip
+        512, 1024, True, 0)  # fmt: skip
     data.MNISTDataModule(batch_size=1, eval_batch_size=1)  # the smallest batches are allowed
     for arg in ("batch_size", "eval_batch_size"):
         with pytest.raises(ValueError) as info:

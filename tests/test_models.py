@@ -124,3 +124,19 @@ def test_batch_ensemble_blocked_computation_equals_the_layers_on_a_repeated_batc
     model(x).sum().backward()  # gradients reach the shared weights and every member's vectors
     for layer in (model.conv1, model.fc3):
         assert layer.r_group.grad is not None and layer.s_group.grad.abs().sum() > 0
+
+
+def test_predictions_do_not_depend_on_the_evaluation_batch_size():
+    from tutorial_lib.data import TensorBatchLoader
+    from tutorial_lib.routine import predict
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (2500, 28, 28), dtype=torch.uint8)
+    images[:, :6] = 0  # black borders: ties in the pooling windows
+    labels = torch.randint(0, 10, (2500,))
+    for model in (LeNet(), PackedLeNet(1, 10, 2, 4)):
+        model = model.to(memory_format=torch.channels_last)  # as the trainer has it on the CPU
+        with torch.inference_mode():
+            kept = [predict(model, TensorBatchLoader(images, labels, size, shuffle=False))["probs"]
+                    for size in (1024, 2048, 700)]  # fmt: skip
+        assert torch.equal(kept[0], kept[1]) and torch.equal(kept[0], kept[2])
