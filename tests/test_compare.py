@@ -15,7 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tutorial_lib import compare
+from tutorial_lib import compare, runtime
 from tutorial_lib import plots as compare_plots
 from tutorial_lib.config import ExperimentConfig, parse_model
 from tutorial_lib.corruptions import CORRUPTIONS, corrupt
@@ -284,6 +284,7 @@ def test_the_report_names_every_figure_after_its_model_and_data(two_seeds, tmp_p
     lenet_run, ensemble_run = comparison.runs["LeNet"][0], comparison.runs["Deep Ensemble (M=2)"][0]
     drawn_at_test = lenet_run.figures["reliability"]  # TensorBoard's image, drawn by the trainer
     monkeypatch.setattr(ensemble_run, "figures", {})  # as a run without a logger: none drawn yet
+    monkeypatch.setattr(runtime, "usable_cpus", lambda *a: 1)  # all drawn here, calls recorded
     compare.write_report(comparison, compare.prepare_output(tmp_path))
     calls = {(n, k.get("title") or (a[2] if len(a) > 2 else None)): (a, k) for n, a, k in drawn}
     assert ("reliability_diagram", "LeNet") not in calls  # not drawn twice: the test's PNG

@@ -350,3 +350,72 @@ def test_pareto_plot_colours_and_legend_place():
     anchor = legend.get_bbox_to_anchor().transformed(fig.transFigure.inverted())
     assert (anchor.x0, anchor.y0) == pytest.approx((1.0, 0.5))
     assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
+
+
+def _titled(text: str, log=None):
+    """A drawing for write_figures: a figure titled ``text``; it notes which process drew it."""
+
+    def draw():
+        import os
+
+        if log is not None:
+            with open(log, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        fig, ax = plt.subplots(figsize=(2, 1))
+        ax.set_title(text)
+        return fig
+
+    return draw
+
+
+def test_write_figures_draws_every_second_figure_in_a_second_process(tmp_path, monkeypatch):
+    import os
+
+    from tutorial_lib import runtime
+
+    log = tmp_path / "pids"
+    drawings = {f"f{i}": _titled(f"figure {i}", log) for i in range(4)}
+    monkeypatch.setattr(runtime, "usable_cpus", lambda *a: 2)
+    (tmp_path / "two").mkdir()
+    plots.write_figures(drawings, tmp_path / "two")
+    pids = log.read_text().split()
+    assert len(pids) == 4 and pids.count(str(os.getpid())) == 2  # two here, two in the child
+    monkeypatch.setattr(runtime, "usable_cpus", lambda *a: 1)
+    (tmp_path / "one").mkdir()
+    plots.write_figures(drawings, tmp_path / "one")  # one CPU: all drawn here
+    assert log.read_text().split()[4:] == [str(os.getpid())] * 4
+    for i in range(4):  # the same images whoever drew them, and no figure left open
+        png = (tmp_path / "two" / f"f{i}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png == (tmp_path / "one" / f"f{i}.png").read_bytes()
+    assert plt.get_fignums() == []
+
+
+def test_write_figures_redraws_what_the_second_process_failed_and_raises_real_errors(
+    tmp_path, monkeypatch
+):
+    import os
+
+    from tutorial_lib import runtime
+
+    monkeypatch.setattr(runtime, "usable_cpus", lambda *a: 2)
+    here = os.getpid()
+
+    def fails_in_a_child():
+        if os.getpid() != here:
+            raise MemoryError("the child ran out of memory")
+        return _titled("drawn here after all")()
+
+    plots.write_figures({"a": _titled("a"), "b": fails_in_a_child}, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # nothing lost
+
+    def broken():
+        raise ValueError("no data to draw")
+
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ValueError, match="no data to draw"):
+        plots.write_figures({"a": _titled("a"), "b": broken}, tmp_path / "x")  # child's share
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["a.png"]
+    (tmp_path / "y").mkdir()
+    with pytest.raises(ValueError, match="no data to draw"):
+        plots.write_figures({"b": broken}, tmp_path / "y")  # one figure: drawn here

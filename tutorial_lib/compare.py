@@ -539,38 +539,37 @@ def run_comparison(
 
 def write_report(comparison: Comparison, out: Path) -> None:
     """``comparison.md`` (table and verdicts) and the plots under ``<out>/plots``."""
-    import matplotlib.pyplot as plt
+    from functools import partial
 
     from tutorial_lib import plots
 
     table = comparison.table()
     lines = [table.to_markdown(), *[f"- {v}" for v in comparison.verdicts()]]
     files.write_text(out / "comparison.md", "\n".join(lines) + "\n")
-    figures: dict[str, Any] = {}  # a matplotlib Figure, or PNG bytes drawn before
+    drawings: dict[str, Callable[[], Any]] = {}
     for name, runs in comparison.runs.items():
         p = runs[0].predictions
         slug = runs[0].spec.slug if runs[0].spec.spec != "pretrained" else "pretrained"
-        figures[f"{slug}_reliability"] = runs[0].figures.get("reliability") or (
-            plots.reliability_diagram(p["probs"], p["targets"], title=name)
-        )  # drawn at test time for TensorBoard already, unless the run had no logger
-        figures[f"{slug}_ood"] = plots.ood_histograms(
-            p["probs"], p["ood_probs"], name, f"{comparison.data['id']} (ID)",
-            f"{comparison.data['ood']} (OOD)",
+        drawn = runs[0].figures.get("reliability")  # drawn at test time for TensorBoard
+        if drawn:
+            with files.atomic_write(out / "plots" / f"{slug}_reliability.png") as handle:
+                handle.write(drawn)
+        else:  # a run without a logger
+            drawings[f"{slug}_reliability"] = partial(
+                plots.reliability_diagram, p["probs"], p["targets"], title=name
+            )
+        drawings[f"{slug}_ood"] = partial(
+            plots.ood_histograms, p["probs"], p["ood_probs"], name,
+            f"{comparison.data['id']} (ID)", f"{comparison.data['ood']} (OOD)",
         )  # fmt: skip
-    figures["risk_coverage"] = plots.risk_coverage_plot(
-        {
-            n: (r[0].predictions["probs"], r[0].predictions["targets"])
-            for n, r in comparison.runs.items()
-        }  # fmt: skip
-    )
+    drawings["risk_coverage"] = partial(
+        plots.risk_coverage_plot,
+        {n: (r[0].predictions["probs"], r[0].predictions["targets"])
+         for n, r in comparison.runs.items()},
+    )  # fmt: skip
     if comparison.shift:
-        figures["shift"] = plots.shift_boxplots(comparison.shift)
-    for stem, fig in figures.items():
-        png = fig if isinstance(fig, bytes) else plots.figure_png(fig)
-        with files.atomic_write(out / "plots" / f"{stem}.png") as handle:
-            handle.write(png)
-        if not isinstance(fig, bytes):
-            plt.close(fig)
+        drawings["shift"] = partial(plots.shift_boxplots, comparison.shift)
+    plots.write_figures(drawings, out / "plots")
 
 
 def describe_outputs(out: str | Path) -> str:
