@@ -625,3 +625,21 @@ def test_corrupt_files_and_caches_say_why(tmp_path):
     assert data._cache_problem({**good, "images": images[0]}, "k").startswith("shapes (28, 28)")
     ten = {**good, "labels": torch.tensor([3, 10], dtype=torch.uint8)}
     assert data._cache_problem(ten, "k") == "a label is 10, outside 0-9"
+
+
+def test_prepare_then_setup_loads_and_verifies_each_split_once(real_root, monkeypatch):
+    loads = []
+    real = data.load_split
+    monkeypatch.setattr(data, "load_split", lambda *a: loads.append(a[:2]) or real(*a))
+    module = data.MNISTDataModule(real_root, os.devnull, val_size=500)
+    module.prepare_data()
+    module.setup()
+    module.prepare_data()  # Lightning calls both again at every fit and test
+    module.setup()
+    assert sorted(loads) == [("FashionMNIST", False), ("MNIST", False), ("MNIST", True)]
+    assert module.sizes() == {"train": 59_500, "val": 500, "test_id": 10_000, "test_ood": 10_000}
+    assert module._loaded == {}  # nothing kept twice
+    again = data.MNISTDataModule(real_root, os.devnull)
+    again.setup()  # set up without prepare_data: loads what it needs itself
+    again.prepare_data()  # then only verifies: the splits exist, nothing is kept
+    assert again._loaded == {} and len(loads) == 9
