@@ -80,7 +80,7 @@ def write_figures(drawings: Mapping[str, Callable[[], Figure]], folder: str | os
     Drawing is single-threaded Python that holds the GIL (a thread would not help), and when a
     comparison writes its report the other CPUs are idle: on Linux with 2 or more usable CPUs, a
     forked process draws every second figure meanwhile (on the course's 2-core CPU the main job's
-    report took ~1.1 s drawn here alone, ~0.6 s shared; ``benchmarks/RESULTS.md``). If that
+    report took 1.2 s drawn here alone, 0.8 s shared: medians, ``benchmarks/RESULTS.md``). If that
     process fails, its figures are drawn here: nothing is lost, and an error in a drawing is
     raised here as it would be without the second process.
 
