@@ -552,8 +552,7 @@ def write_report(comparison: Comparison, out: Path) -> None:
         slug = runs[0].spec.slug if runs[0].spec.spec != "pretrained" else "pretrained"
         drawn = runs[0].figures.get("reliability")  # drawn at test time for TensorBoard
         if drawn:
-            with files.atomic_write(out / "plots" / f"{slug}_reliability.png") as handle:
-                handle.write(drawn)
+            files.write_bytes(out / "plots" / f"{slug}_reliability.png", drawn)
         else:  # a run without a logger
             drawings[f"{slug}_reliability"] = partial(
                 plots.reliability_diagram, p["probs"], p["targets"], title=name

@@ -75,6 +75,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         handle.write(text)
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path) as handle:
+        handle.write(data)
+
+
 def _strict(value: Any) -> Any:
     """NaN and infinities become ``None`` (JSON has no such numbers); containers recursively."""
     if isinstance(value, float):

@@ -218,15 +218,12 @@ class ReliabilityFigure(L.Callback):
             return
         import io
 
-        import matplotlib.pyplot as plt
         import numpy as np
         from PIL import Image
 
         from tutorial_lib.plots import figure_png, reliability_diagram
 
-        fig = reliability_diagram(kept["probs"], kept["targets"], title=self.title)
-        self.png = figure_png(fig)
-        plt.close(fig)
+        self.png = figure_png(reliability_diagram(kept["probs"], kept["targets"], title=self.title))
         with Image.open(io.BytesIO(self.png)) as image:
             pixels = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
         trainer.logger.experiment.add_image("test/reliability_diagram", pixels,
