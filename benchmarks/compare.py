@@ -12,11 +12,15 @@ install ``torch-uncertainty`` beside the project, make it run offline on a CPU (
 is run by the shell: point it at your copy), for example
 ``--reference "python /path/to/reference_offline.py"``.
 
+With ``--one-at-a-time`` each run also times ``tutorial-lib compare --workers 1`` (the runs one
+after another with every thread, as before runs went side by side) and prints that median too.
+
 With ``--seeds N`` it then times one ``tutorial-lib compare --seeds N`` and prints how many times
 the one-seed median it takes (data are prepared and libraries imported once: at most 3.2x for
 3 seeds is the target).
 
-    python benchmarks/compare.py [--runs 3] [--accelerator gpu] [--reference CMD] [--seeds N]
+    python benchmarks/compare.py [--runs 3] [--accelerator gpu] [--reference CMD]
+        [--one-at-a-time] [--seeds N]
 """
 
 from __future__ import annotations
@@ -54,9 +58,11 @@ def main() -> None:
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--reference", default=None, help="shell command running the reference")
     parser.add_argument("--seeds", type=int, default=None, help="also time one --seeds N run")
+    parser.add_argument("--one-at-a-time", action="store_true",
+                        help="also time each run with --workers 1")  # fmt: skip
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
-    ours, theirs = [], []
+    ours, theirs, serial = [], [], []
     for run in range(1, args.runs + 1):
         out = tempfile.mkdtemp(prefix="bench-compare-")
         seconds, printed = timed_process(compare_command(out, args.accelerator))
@@ -64,12 +70,25 @@ def main() -> None:
         lines = [line for line in printed.splitlines() if line.startswith(("[", "Total"))]
         print(f"run {run}: tutorial-lib compare {seconds:.1f} s end to end; "
               + "; ".join(lines), flush=True)  # fmt: skip
+        if args.one_at_a_time:
+            out = tempfile.mkdtemp(prefix="bench-compare-serial-")
+            seconds, printed = timed_process(compare_command(out, args.accelerator,
+                                                             "--workers", "1"))  # fmt: skip
+            serial.append(seconds)
+            lines = [line for line in printed.splitlines() if line.startswith(("[", "Total"))]
+            print(f"run {run}: tutorial-lib compare --workers 1 {seconds:.1f} s end to end; "
+                  + "; ".join(lines), flush=True)  # fmt: skip
         if args.reference:
             seconds, _ = timed_process(args.reference, shell=True)
             theirs.append(seconds)
             print(f"run {run}: reference {seconds:.1f} s end to end", flush=True)
     print(f"tutorial-lib compare, end to end: median {statistics.median(ours):.1f} s "
           f"(min {min(ours):.1f}, max {max(ours):.1f}) over {len(ours)} runs")  # fmt: skip
+    if serial:
+        print(f"tutorial-lib compare --workers 1, end to end: median "
+              f"{statistics.median(serial):.1f} s (min {min(serial):.1f}, max {max(serial):.1f}); "
+              f"side by side is {statistics.median(serial) / statistics.median(ours):.2f}x "
+              "faster (medians of the same run)")  # fmt: skip
     if theirs:
         ratio = statistics.median(theirs) / statistics.median(ours)
         print(f"reference, end to end: median {statistics.median(theirs):.1f} s; "

@@ -15,7 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tutorial_lib import compare, runtime
+from tutorial_lib import compare, runtime, workers
 from tutorial_lib import plots as compare_plots
 from tutorial_lib.config import ExperimentConfig, parse_model
 from tutorial_lib.corruptions import CORRUPTIONS, corrupt
@@ -59,13 +59,24 @@ def test_results_json_tells_the_truth(two_seeds):
     assert results["run"]["seeds"] == [0, 1] and "torch" in results["run"]
     sizes = {"train": 512, "val": 300, "test_id": 300, "test_ood": 300}
     assert results["data"] == {"dataset": "mnist", "id": "MNIST", "ood": "FashionMNIST"} | sizes
-    assert len(lines) == 4 and lines[0].startswith("[1/4] LeNet, seed 0")
-    first = comparison.runs["LeNet"][0]
-    assert lines[0] == (
-        f"[1/4] LeNet, seed 0: fit {first.fit_s:.1f} s, test {first.test_s:.1f} s, accuracy "
-        f"{100 * first.metrics['cls/Acc']:.2f} % | complete=False"
-    )
-    assert all(line.endswith("complete=False") for line in lines)  # saved, marked unfinished
+    plan = workers.plan_workers(4)  # side by side on this CPU when it has 2 to 5 CPUs
+    assert results["run"]["workers"] == plan.workers
+    assert results["run"]["threads_per_run"] == plan.threads
+    assert results["run"]["times"] == ("CPU seconds" if plan.side_by_side else "seconds")
+    if plan.side_by_side:  # the plan first, then each run as it finishes, in any order
+        assert lines.pop(0) == (f"4 runs in {plan.describe()} (times below: each run's CPU "
+                                "seconds) | complete=False")  # fmt: skip
+    assert [line[:5] for line in lines] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    expected = {
+        f"{name}, seed {run.seed}: fit {run.fit_s:.1f} s, test {run.test_s:.1f} s, accuracy "
+        f"{100 * run.metrics['cls/Acc']:.2f} % | complete=False"
+        for name, runs in comparison.runs.items() for run in runs
+    }  # fmt: skip
+    assert {line[6:] for line in lines} == expected  # saved after each, marked unfinished
+    assert [r.seed for r in comparison.runs["LeNet"]] == [0, 1]  # in run order, however done
+    assert list(comparison.runs) == ["LeNet", "Deep Ensemble (M=2)"]
+    cpu_seconds = "training time in CPU seconds (runs side by side, one thread each)"
+    assert (cpu_seconds in comparison.table().title) == plan.side_by_side
     logs = os.path.join(config.out, "lightning_logs")
     assert sorted(os.listdir(os.path.join(logs, "lenet"))) == ["seed0", "seed1"]
     assert "stale.txt" not in os.listdir(os.path.join(logs, "lenet", "seed0"))  # replaced
@@ -249,14 +260,22 @@ def test_a_bad_combination_fails_before_any_training(tmp_path, real_root):
         compare.run_comparison(tiny(tmp_path, real_root, out=str(tmp_path / "file")))
 
 
-def test_interrupted_runs_keep_what_finished(tmp_path, real_root, monkeypatch):
-    config = tiny(tmp_path, real_root, models=("lenet", "deep-ensemble-2"))
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_interrupted_runs_keep_what_finished(tmp_path, real_root, monkeypatch, side_by_side):
+    config = tiny(tmp_path, real_root, models=("lenet", "deep-ensemble-2"),
+                  workers=2 if side_by_side else 1)  # fmt: skip
     real = compare.fit_and_test
+    results_json = tmp_path / "out" / "results.json"
 
     def second_run_interrupted(spec, *args, **kwargs):
-        if spec.kind == "deep-ensemble":
-            raise compare.RunInterrupted()
-        return real(spec, *args, **kwargs)
+        if spec.kind != "deep-ensemble":
+            return real(spec, *args, **kwargs)
+        deadline = time.monotonic() + 120  # side by side: stopped once LeNet is saved
+        while side_by_side and time.monotonic() < deadline:
+            if "LeNet" in json.loads(results_json.read_text())["models"]:
+                break
+            time.sleep(0.05)
+        raise compare.RunInterrupted()  # in a worker: carried to the parent, raised there
 
     monkeypatch.setattr(compare, "fit_and_test", second_run_interrupted)
     with pytest.raises(compare.RunInterrupted):

@@ -28,6 +28,27 @@ def test_cgroup_v2_and_v1_quotas(tmp_path):
     assert runtime.cgroup_cpu_quota(tmp_path / "nothing") is None
 
 
+def test_available_memory_is_the_smaller_of_the_machine_and_the_cgroup(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  8000000 kB\nMemAvailable:  4000000 kB\n")
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    assert runtime.available_memory(v2, meminfo) == 4_000_000 * 1024  # no cgroup limit
+    (v2 / "memory.max").write_text("2147483648\n")  # Binder-like: 2 GiB, 1.5 GiB used
+    (v2 / "memory.current").write_text(f"{3 * 2**29}\n")
+    assert runtime.available_memory(v2, meminfo) == 2**29
+    (v2 / "memory.max").write_text("max\n")
+    assert runtime.available_memory(v2, meminfo) == 4_000_000 * 1024
+    v1 = tmp_path / "v1" / "memory"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "unlimited"
+    (v1 / "memory.usage_in_bytes").write_text("1000\n")
+    assert runtime.available_memory(tmp_path / "v1", meminfo) == 4_000_000 * 1024
+    (v1 / "memory.limit_in_bytes").write_text("3000\n")
+    assert runtime.available_memory(tmp_path / "v1", meminfo) == 2000
+    assert runtime.available_memory(tmp_path / "nothing", tmp_path / "no-meminfo") is None
+
+
 def test_usable_cpus_is_capped_by_affinity_and_quota(tmp_path):
     affinity = len(os.sched_getaffinity(0))
     assert runtime.usable_cpus(tmp_path) == affinity  # no quota file: the affinity mask

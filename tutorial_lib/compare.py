@@ -12,7 +12,8 @@
    combination fails in seconds, not after the first fit;
 3. **fit_and_test**, for every model and seed: train, test on the ID and OOD sets, predict the
    validation split, fit a temperature there (``calibrate="temperature"``); a
-   :class:`ModelResult` per run, saved to ``results.json`` after each one;
+   :class:`ModelResult` per run, saved to ``results.json`` after each one. On a CPU with several
+   runs, the runs go side by side in worker processes (:mod:`tutorial_lib.workers`);
 4. **report**: tables (mean ± std over seeds), verdicts that say what is within noise, plots,
    TensorBoard runs named ``<model>/seed<k>``, and, with ``shift``, every model on corrupted test
    sets (:func:`evaluate_shift`).
@@ -30,7 +31,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,10 @@ from tutorial_lib.trainer import (
     describe_machine,
     make_trainer,
     release_cpu_memory,
+    resolved_accelerator,
     seed_everything,
 )
+from tutorial_lib.workers import plan_workers, run_side_by_side
 
 NUM_CLASSES = 10
 SUMMARY_KEYS = ("cls/Acc", "cls/NLL", "cal/ECE", "cal/aECE", "ood/AUROC", "ood/FPR95", "sc/AURC")
@@ -159,12 +162,19 @@ def fit_and_test(
     config: ExperimentConfig,
     seed: int,
     log_dir: str | Path | None = None,
+    worker: bool = False,
 ) -> ModelResult:
     """Train one model with one seed, test it on the ID and OOD test sets, predict validation.
 
     The routine holds the science (loss, recipe, metrics), the trainer the engineering; the run
     logs to ``<log_dir>/<spec.slug>/seed<seed>`` (no logs when ``log_dir`` is None).
+
+    ``worker``: the run is one of several side by side (:mod:`tutorial_lib.workers`): no progress
+    bar, and ``fit_s``/``test_s`` are this process's CPU seconds (on its one thread, the time the
+    run takes alone on one CPU) rather than wall-clock seconds, which would count the time the
+    other runs held the CPUs.
     """
+    clock = time.process_time if worker else time.perf_counter
     seed_everything(seed)
     model = build_model(spec)
     members = spec.train_members
@@ -180,12 +190,13 @@ def fit_and_test(
         config.epochs, spec.slug, log_dir or ".", version=f"seed{seed}", title=spec.name,
         hparams=hparams, accelerator=config.accelerator,
         **({} if log_dir else {"logger": False}),
+        **({"enable_progress_bar": False} if worker else {}),  # no bars drawn over each other
     )  # fmt: skip
-    start = time.perf_counter()
+    start = clock()
     trainer.fit(routine, data)
-    fitted = time.perf_counter()
+    fitted = clock()
     trainer.test(routine, data, verbose=False)
-    tested = time.perf_counter()
+    tested = clock()
     predictions = dict(routine.test_predictions)
     steps = trainer.global_step
     if "val" in data.splits:
@@ -380,7 +391,10 @@ class Comparison:
         from tutorial_lib.report import MetricTable
 
         means, spreads = self.columns(keys)
-        title = title or f"Test: {self.data['id']} (ID) vs {self.data['ood']} (OOD)"
+        title = title or f"Test: {self.data['id']} (ID) vs {self.data['ood']} (OOD)" + (
+            "; training time in CPU seconds (runs side by side, one thread each)"
+            if self.info.get("times") == "CPU seconds" else ""
+        )  # fmt: skip
         return MetricTable(means, title, spreads if self.config.seeds > 1 else None,
                            seeds=self.config.seeds)  # fmt: skip
 
@@ -511,17 +525,32 @@ def run_comparison(
         info={"machine": describe_machine(), "torch": torch.__version__,
               "command": config.as_command()},
     )  # fmt: skip
-    comparison.save(out, complete=False)
     runs = [(spec, seed) for spec in config.specs for seed in config.seed_list]
+    plan = plan_workers(len(runs), config.workers, resolved_accelerator(config.accelerator))
+    comparison.info |= {"workers": plan.workers, "threads_per_run": plan.threads,
+                        "times": "CPU seconds" if plan.side_by_side else "seconds"}  # fmt: skip
+    comparison.save(out, complete=False)
+    if plan.side_by_side:
+        say(f"{len(runs)} runs in {plan.describe()} (times below: each run's CPU seconds)")
+
+    def one_run(index: int) -> ModelResult:
+        spec, seed = runs[index]
+        shutil.rmtree(out / "lightning_logs" / spec.slug / f"seed{seed}", ignore_errors=True)
+        return fit_and_test(spec, data, config, seed, out / "lightning_logs",
+                            worker=plan.side_by_side)  # fmt: skip
+
+    finished: dict[int, ModelResult] = {}
     try:
-        with _interruptible():
-            for i, (spec, seed) in enumerate(runs, start=1):
-                shutil.rmtree(out / "lightning_logs" / spec.slug / f"seed{seed}",
-                              ignore_errors=True)  # fmt: skip
-                result = fit_and_test(spec, data, config, seed, out / "lightning_logs")
-                comparison.add(result)
+        # closing(): the workers stop as soon as the loop does (an error, Ctrl+C)
+        with _interruptible(), closing(run_side_by_side(one_run, len(runs), plan)) as results:
+            for done, (index, result) in enumerate(results, start=1):
+                finished[index] = result
+                comparison.runs.clear()  # in the order of the runs, not the order they finished
+                for i in sorted(finished):
+                    comparison.add(finished[i])
                 comparison.save(out, complete=False)
-                say(f"[{i}/{len(runs)}] {spec.name}, seed {seed}: fit {result.fit_s:.1f} s, "
+                spec, seed = runs[index]
+                say(f"[{done}/{len(runs)}] {spec.name}, seed {seed}: fit {result.fit_s:.1f} s, "
                     f"test {result.test_s:.1f} s, accuracy "
                     f"{100 * result.metrics['cls/Acc']:.2f} %")  # fmt: skip
             if config.pretrained:

@@ -139,6 +139,14 @@ class ExperimentConfig:
             "device; gpu on a machine without one falls back to the CPU", choices=ACCELERATORS
         ),
     )
+    workers: int = field(
+        default=0,
+        metadata=_opt(
+            "processes training runs side by side on the CPU, one thread each (0: automatic, "
+            "side by side when there are at least 2 runs and 2 CPUs; 1: one run at a time with "
+            "every thread; see tutorial_lib.workers)"
+        ),
+    )
     data_dir: str | None = field(
         default=None, metadata=_opt("data root (default: $TUTORIAL_DATA_DIR or ./data)")
     )
@@ -324,7 +332,7 @@ def _validate(config: ExperimentConfig) -> None:
     if config.profile not in (None, *PROFILES):
         raise ConfigError(f"--profile: {config.profile!r} is not one of {', '.join(PROFILES)}.")
     minimum = {"num_estimators": 1, "gamma": 1, "mc_samples": 2, "epochs": 1, "batch_size": 1,
-               "seeds": 1, "seed": 0, "val_size": 0}  # fmt: skip
+               "seeds": 1, "seed": 0, "val_size": 0, "workers": 0}  # fmt: skip
     for name, low in minimum.items():
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:

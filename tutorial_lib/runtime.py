@@ -78,6 +78,36 @@ def usable_cpus(root: str | os.PathLike = CGROUP_ROOT) -> int:
     return max(1, count)
 
 
+def available_memory(
+    root: str | os.PathLike = CGROUP_ROOT, meminfo: str | os.PathLike = "/proc/meminfo"
+) -> int | None:
+    """Bytes this process may still allocate, or ``None`` when nothing says.
+
+    The smaller of the machine's ``MemAvailable`` (``/proc/meminfo``) and what this process's
+    cgroup leaves under its limit (a container's, Binder's: v2 ``memory.max`` minus
+    ``memory.current``, v1 ``memory/memory.limit_in_bytes`` minus ``memory.usage_in_bytes``; a
+    limit of ``max`` or v1's huge "unlimited" value counts as none).
+    """
+    root, candidates = Path(root), []
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes",
+                                    "memory/memory.usage_in_bytes")):  # fmt: skip
+        try:
+            limit, usage = (root / limit_file).read_text().strip(), (root / usage_file).read_text()
+            if limit != "max" and int(limit) < 2**62:
+                candidates.append(max(0, int(limit) - int(usage)))
+            break
+        except (OSError, ValueError):
+            continue
+    return min(candidates) if candidates else None
+
+
 def fair_share_environment(threads: int | None = None) -> dict[str, str]:
     """The OpenMP variables :func:`share_cpu_fairly` sets (where the user has not)."""
     return SPIN | {

@@ -120,13 +120,21 @@ def available_accelerator() -> str:
 _GPU_NAMES = {"gpu", "cuda", "mps"}
 
 
-def _choose_accelerator(requested: str | None) -> str:
+def resolved_accelerator(requested: str | None) -> str:
+    """What :func:`make_trainer` will use for ``accelerator=requested``, without a warning:
+    ``"cpu"``, ``"cuda"``, ``"mps"`` (or the name requested, for other Lightning accelerators)."""
+    return _choose_accelerator(requested, warn=False)
+
+
+def _choose_accelerator(requested: str | None, warn: bool = True) -> str:
     """The accelerator to use for a request: ``None``/``"auto"`` picks the best available; a GPU
     request on a machine without one falls back to the CPU with one warning."""
     have = available_accelerator()
     if requested in (None, "auto"):
         return have
     if requested in _GPU_NAMES and have == "cpu":
+        if not warn:
+            return "cpu"
         warnings.warn(
             f"accelerator={requested!r} was requested but this machine has no GPU: training on "
             "the CPU instead (slower, same results). On Colab, choose Runtime > Change runtime "
