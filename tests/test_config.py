@@ -53,6 +53,8 @@ def test_defaults_live_in_the_dataclass_only():
         ({"epochs": 0}, "--epochs must be an integer >= 1"),
         ({"val_size": 60_000}, "--val-size must be smaller than the 60,000"),
         ({"val_size": -1}, "--val-size must be an integer >= 0"),
+        ({"workers": -1}, "--workers must be an integer >= 0"),
+        ({"workers": 1.5}, "--workers must be an integer >= 0"),
         ({"dataset": "cifar"}, "--dataset: 'cifar' is not one of mnist, fashion"),
         ({"calibrate": "platt"}, "--calibrate: 'platt' is not one of none, temperature"),
         ({"alpha": 0}, "--alpha must be > 0"),

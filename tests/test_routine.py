@@ -141,6 +141,13 @@ def test_gpu_request_falls_back_to_cpu_with_one_warning(monkeypatch):
     assert trainer.available_accelerator() == "cpu"
     with pytest.raises(ValueError, match="max_epochs"):
         make_trainer(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # what the trainer will use, asked without a warning
+        assert [trainer.resolved_accelerator(a) for a in ("gpu", "auto", None, "cpu")] == [
+            "cpu", "cpu", "cpu", "cpu"]  # fmt: skip
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert [trainer.resolved_accelerator(a) for a in ("gpu", "auto", "cpu")] == [
+        "cuda", "cuda", "cpu"]  # fmt: skip
 
 
 def test_the_loss_is_logged_only_on_the_steps_the_trainer_writes():
