@@ -143,6 +143,17 @@ def _work(tasks: Any, results: Connection, lock: Any, threads: int) -> None:
             results.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def _lost(ended: list[Any]) -> RuntimeError:
+    """The error for runs whose worker ended before sending them (every one of ``ended`` has)."""
+    for process in ended:
+        process.join()
+    code = next((process.exitcode for process in ended if process.exitcode), 0)
+    return RuntimeError(
+        f"a worker process ended (exit code {code}) before its run did: killed, or out of memory? "
+        "Run one at a time with --workers 1."
+    )
+
+
 def run_side_by_side(
     job: Callable[[int], Any], count: int, plan: WorkerPlan
 ) -> Iterator[tuple[int, Any]]:
@@ -189,14 +200,13 @@ def run_side_by_side(
                 ended = [running.pop(s) for s in wait([reader, *running]) if s in running]
                 for process in ended:
                     process.join()  # its exit code (a finished worker: 0, its jobs are sent)
-                failed = [p for p in ended if p.exitcode != 0]
-                if (failed or not running) and not reader.poll():
-                    code = failed[0].exitcode if failed else 0
-                    raise RuntimeError(
-                        f"a worker process ended (exit code {code}) before its run did: killed, "
-                        "or out of memory? Run one at a time with --workers 1."
-                    )
-            index, ok, value = pickle.loads(reader.recv_bytes())
+                if any(process.exitcode for process in ended) and not reader.poll():
+                    raise _lost(ended)
+            try:
+                message = reader.recv_bytes()
+            except EOFError:  # every worker has ended (the pipe is closed): what is missing
+                raise _lost(processes) from None  # will not come
+            index, ok, value = pickle.loads(message)
             if not ok:
                 raise value
             yield index, pickle.loads(value)
