@@ -93,3 +93,17 @@ def test_imports_without_gc_pauses_the_collector_and_freezes_what_exists():
     finally:
         gc.enable()
         gc.unfreeze()
+
+
+def test_a_forked_process_inherits_the_parent_and_runs_on_one_thread(tmp_path):
+    import torch
+
+    local = lambda: "inherited, never pickled"  # noqa: E731 (a lambda cannot be pickled)
+
+    def child(path):
+        path.write_text(f"{torch.get_num_threads()} {local()}")
+
+    process = runtime.start_forked(child, tmp_path / "out.txt")
+    process.join(timeout=30)
+    assert process.exitcode == 0 and process.daemon
+    assert (tmp_path / "out.txt").read_text() == "1 inherited, never pickled"

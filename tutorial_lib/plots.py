@@ -7,10 +7,8 @@ labels ``(N,)``, images ``(N, 28, 28)`` or ``(N, 1, 28, 28)``.
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
 import sys
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -65,7 +63,6 @@ def _write_pngs(drawings: Mapping[str, Callable[[], Figure]], folder: Path) -> N
 
 
 def _draw_in_child(drawings: Mapping[str, Callable[[], Figure]], folder: Path) -> None:
-    torch.set_num_threads(1)  # a forked process must not enter the parent's OpenMP thread pool
     try:
         _write_pngs(drawings, folder)
     except BaseException:  # quietly: the parent draws these again and raises what persists
@@ -86,7 +83,7 @@ def write_figures(drawings: Mapping[str, Callable[[], Figure]], folder: str | os
         drawings: ``{stem: a function returning a new Figure}``; each figure is closed once drawn.
         folder: an existing folder.
     """
-    from tutorial_lib.runtime import usable_cpus
+    from tutorial_lib.runtime import start_forked, usable_cpus
 
     folder = Path(folder)
     stems = list(drawings)
@@ -94,12 +91,7 @@ def write_figures(drawings: Mapping[str, Callable[[], Figure]], folder: str | os
     child = None
     if theirs and sys.platform.startswith("linux") and usable_cpus() > 1:
         mine = {stem: drawings[stem] for stem in stems[::2]}
-        child = multiprocessing.get_context("fork").Process(
-            target=_draw_in_child, args=(theirs, folder), daemon=True
-        )
-        with warnings.catch_warnings():  # Python 3.12+ warns of forking a threaded process:
-            warnings.filterwarnings("ignore", "This process .* is multi-threaded")  # the OpenMP
-            child.start()  # workers are not used by the child (one thread, see _draw_in_child)
+        child = start_forked(_draw_in_child, theirs, folder)
     try:
         _write_pngs(mine, folder)
     finally:

@@ -33,11 +33,14 @@ from __future__ import annotations
 
 import gc
 import math
+import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SPIN = {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}  # chosen by benchmarks/contention.py
@@ -106,6 +109,31 @@ def available_memory(
         except (OSError, ValueError):
             continue
     return min(candidates) if candidates else None
+
+
+def _on_one_thread(target: Callable[..., None], *args: Any) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the parent's OpenMP thread pool does not survive the fork
+    target(*args)
+
+
+def start_forked(target: Callable[..., None], *args: Any) -> multiprocessing.Process:
+    """Start ``target(*args)`` in a forked daemon process on one torch thread (Linux, macOS).
+
+    The child inherits everything the parent holds (nothing is pickled on the way in). It must
+    not use the parent's OpenMP threads, which do not exist in it: a parallel region would wait
+    for them for ever, so torch runs on one thread there. Python 3.12+ warns of forking a
+    multi-threaded process; those threads are OpenMP's, unused in the child, so the warning is
+    silenced.
+    """
+    process = multiprocessing.get_context("fork").Process(
+        target=_on_one_thread, args=(target, *args), daemon=True
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded")
+        process.start()
+    return process
 
 
 def fair_share_environment(threads: int | None = None) -> dict[str, str]:

@@ -23,13 +23,12 @@ import multiprocessing
 import pickle
 import signal
 import sys
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from tutorial_lib.runtime import available_memory, usable_cpus
+from tutorial_lib.runtime import available_memory, start_forked, usable_cpus
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,9 @@ class WorkerPlan:
 
     Attributes:
         workers: processes running side by side; 1 runs everything here, one run after another.
-        threads: torch threads in each worker process (1 when ``workers > 1``).
+        threads: torch threads per run: every thread of the CPUs for one run at a time, 1 in
+            each worker process (a forked process runs on one, see
+            :func:`~tutorial_lib.runtime.start_forked`).
     """
 
     workers: int
@@ -113,14 +114,6 @@ def plan_workers(
 _job: Callable[[int], Any] | None = None  # the forked workers' job, inherited (never pickled)
 
 
-def _start_worker(threads: int) -> None:
-    import torch
-
-    # Ctrl+C reaches the parent, which stops the workers; a worker must not die on its own
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)  # a forked process must not enter the parent's OpenMP pool
-
-
 def _picklable(error: BaseException) -> BaseException:
     try:
         pickle.loads(pickle.dumps(error))
@@ -129,10 +122,11 @@ def _picklable(error: BaseException) -> BaseException:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
-def _work(tasks: Any, results: Connection, lock: Any, threads: int) -> None:
+def _work(tasks: Any, results: Connection, lock: Any) -> None:
     """A worker: run the jobs whose indices come from ``tasks`` until ``None``; send each
     ``(index, ok, pickled result or exception)`` to the parent."""
-    _start_worker(threads)
+    # Ctrl+C reaches the parent, which stops the workers; a worker must not die on its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     assert _job is not None
     while (index := tasks.get()) is not None:
         try:  # the standard pickler: tensors by value, no shared-memory handles
@@ -161,7 +155,7 @@ def run_side_by_side(
 
     With ``plan.workers == 1`` the jobs run here, in order. Otherwise ``plan.workers`` processes
     forked from this one (Linux and macOS; they inherit ``job`` and everything it reads, nothing
-    is pickled on the way in) take the jobs in order, ``plan.threads`` torch threads each, and
+    is pickled on the way in) take the jobs in order, one torch thread each, and
     send each result back pickled. An exception in a job (even a ``BaseException``) is raised
     here, as it would be without workers; a worker that dies (killed, out of memory) raises a
     ``RuntimeError`` instead of a wait for ever. When the caller stops early (that exception,
@@ -186,13 +180,10 @@ def run_side_by_side(
     reader, writer = context.Pipe(duplex=False)
     lock = context.Lock()
     _job = job
-    processes = [context.Process(target=_work, args=(tasks, writer, lock, plan.threads),
-                                 daemon=True) for _ in range(plan.workers)]  # fmt: skip
+    processes: list[multiprocessing.Process] = []
     try:
-        with warnings.catch_warnings():  # Python 3.12+ warns of forking a threaded process:
-            warnings.filterwarnings("ignore", "This process .* is multi-threaded")  # the OpenMP
-            for process in processes:  # workers are not used there (one thread, _start_worker)
-                process.start()
+        for _ in range(plan.workers):
+            processes.append(start_forked(_work, tasks, writer, lock))
         writer.close()  # the workers hold the writing end
         running = {process.sentinel: process for process in processes}
         for _ in range(count):
@@ -212,10 +203,9 @@ def run_side_by_side(
             yield index, pickle.loads(value)
     finally:
         for process in processes:  # SIGKILL: Lightning may have installed a SIGTERM handler
-            if process.pid is not None and process.exitcode is None:
+            if process.exitcode is None:
                 process.kill()
         for process in processes:
-            if process.pid is not None:
-                process.join()
+            process.join()
         reader.close()
         _job = None
