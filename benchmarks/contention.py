@@ -33,7 +33,7 @@ from common import machine
 WORK = {
     "loader epoch": """
         import time
-        from tutorial_lib.runtime import share_cpu_fairly
+        from tutorial_lib.speed import share_cpu_fairly
         share_cpu_fairly()  # keeps what the variant's environment set
         from tutorial_lib.data import MNISTDataModule
         data = MNISTDataModule(val_size=5000)
@@ -49,7 +49,7 @@ WORK = {
     """,
     "one-epoch LeNet fit": """
         import time
-        from tutorial_lib.runtime import share_cpu_fairly
+        from tutorial_lib.speed import share_cpu_fairly
         share_cpu_fairly()
         from tutorial_lib.compare import fit_and_test, make_data
         from tutorial_lib.config import ExperimentConfig
@@ -74,7 +74,7 @@ def spin() -> None:
 def variant_environment(name: str) -> dict[str, str]:
     """The OpenMP variables of a variant: ``library``, ``default``, ``passive``, ``active`` or
     ``spin-N`` (``GOMP_SPINCOUNT=N``)."""
-    from tutorial_lib.runtime import fair_share_environment
+    from tutorial_lib.speed import fair_share_environment
 
     threads = {"OMP_NUM_THREADS": fair_share_environment()["OMP_NUM_THREADS"]}
     if name == "library":
@@ -91,7 +91,7 @@ def variant_environment(name: str) -> dict[str, str]:
 def measure(code: str, variables: dict[str, str]) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "KMP_"))}
     env |= {k: v for k, v in variables.items() if v}
-    env["TUTORIAL_KEEP_OMP"] = "1"  # share_cpu_fairly: the variant's settings, nothing added
+    env["TUTORIAL_SPEED_OFF"] = "spin"  # share_cpu_fairly: the variant's spin settings only
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
                           capture_output=True, text=True)  # fmt: skip
     if done.returncode != 0:

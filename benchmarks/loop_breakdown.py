@@ -22,7 +22,7 @@ import cProfile
 import tempfile
 import time
 
-from tutorial_lib.runtime import share_cpu_fairly
+from tutorial_lib.speed import share_cpu_fairly
 
 share_cpu_fairly()
 

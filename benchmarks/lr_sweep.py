@@ -16,7 +16,7 @@ import time
 
 from common import machine
 
-from tutorial_lib.runtime import share_cpu_fairly
+from tutorial_lib.speed import share_cpu_fairly
 
 
 def main() -> None:

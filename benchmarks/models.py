@@ -1,14 +1,12 @@
-"""Training throughput of the course's models, and the PackedLinear implementations compared.
+"""Training throughput of the course's models.
 
 Images per second of one training step (forward + backward + SGD step, batch 512, random
 MNIST-shaped data already on the device) for LeNet, a deep ensemble of 4 LeNets run one after the
 other, the same ensemble fused into one network (``PackedLeNet(alpha=4, M=4)``),
-``PackedLeNet(alpha=2, M=4)``, MC-Dropout and BatchEnsemble (M=4). Then the three
-implementations of the packed linear layer.
+``PackedLeNet(alpha=2, M=4)``, MC-Dropout and BatchEnsemble (M=4).
 
-On CPU the models run in channels-last memory format with the allocator tuned
-(:func:`tutorial_lib.trainer.tune_cpu_allocator`), as the trainer does; ``--plain`` measures
-without both.
+On CPU the models run in channels-last memory format (:mod:`tutorial_lib.speed`), as the trainer
+does; ``--plain`` measures without it.
 
     python benchmarks/models.py [--device cuda] [--steps 30] [--plain]
 """
@@ -21,10 +19,8 @@ import torch
 from common import machine, timed
 from torch.nn import functional as F
 
-from tutorial_lib import layers
 from tutorial_lib.ensembles import RepeatTarget, deep_ensembles, fuse
 from tutorial_lib.models import BatchEnsembleLeNet, LeNet, MCDropoutLeNet, PackedLeNet
-from tutorial_lib.trainer import tune_cpu_allocator
 
 
 def step_seconds(
@@ -53,17 +49,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--plain", action="store_true", help="no channels-last, default allocator")
+    parser.add_argument("--plain", action="store_true", help="no channels-last")
     args = parser.parse_args()
     device = torch.device(args.device)
     sync = device.type == "cuda"
     channels_last = not args.plain
-    if device.type == "cpu" and not args.plain:
-        tune_cpu_allocator()
     print(f"machine: {machine()}")
-    print(
-        f"channels-last: {channels_last}, allocator tuned: {device.type == 'cpu' and channels_last}"
-    )
+    print(f"channels-last: {channels_last}")
     torch.manual_seed(0)
     models = {
         "LeNet": (LeNet(), 1),
@@ -79,29 +71,6 @@ def main() -> None:
         seconds = step_seconds(model, members, device, args.steps, sync, channels_last)
         base = base or seconds
         print(f"{name:34s} {seconds * 1e3:8.2f} {512 / seconds:10,.0f} {seconds / base:8.2f}")
-
-    print("\nPackedLinear implementations, forward + backward, batch 512 (us):")
-    impls = {
-        "bmm (used)": layers.packed_linear_bmm,
-        "conv1d": layers.packed_linear_conv1d,
-        "einsum": layers.packed_linear_einsum,
-    }
-    print(f"{'layer (groups, in/g -> out/g)':32s}" + "".join(f"{k:>12s}" for k in impls))
-    for g, i, o in ((4, 128, 60), (4, 60, 42), (4, 42, 10), (4, 256, 120)):
-        x = torch.randn(512, g * i, device=device, requires_grad=True)
-        w = torch.randn(g * o, i, device=device, requires_grad=True)
-        b = torch.randn(g * o, device=device, requires_grad=True)
-        row = f"{f'{g}, {i} -> {o}':32s}"
-        for impl in impls.values():
-
-            def run(impl=impl, args=(x, w, b, g)):
-                impl(*args).sum().backward()
-
-            for _ in range(5):
-                run()
-            times = sorted(timed(run, sync) for _ in range(args.steps * 3))
-            row += f"{times[len(times) // 2] * 1e6:12.0f}"
-        print(row)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import machine
 
-from tutorial_lib.runtime import share_cpu_fairly
+from tutorial_lib.speed import share_cpu_fairly
 
 MODELS = ("lenet", "mc-dropout", "batch-ensemble-4", "packed-1-2", "packed-2-2", "packed-2-4",
           "packed-4-2", "packed-4-4", "deep-ensemble-2", "deep-ensemble-4")  # fmt: skip

@@ -16,7 +16,7 @@ import tempfile
 import time
 import warnings
 
-from tutorial_lib.runtime import share_cpu_fairly
+from tutorial_lib.speed import share_cpu_fairly
 
 share_cpu_fairly()
 

@@ -52,6 +52,29 @@ def test_chapter_pages_drop_setup_cells_and_link_notebook_colab_binder(tmp_path)
     )
 
 
+def test_the_glossary_has_an_entry_per_metric_in_the_tables_order():
+    from tutorial_lib.metric_registry import METRICS, SECTIONS
+
+    page = book.glossary()
+    positions = [page.index(f"- **{metric.label}**") for metric in METRICS.values()]
+    assert positions == sorted(positions)  # by family, as the tables' rows
+    headings = [page.index(f"## {section.heading}") for section in SECTIONS]
+    assert headings == sorted(headings)
+    ood = page[page.index("- **OOD predictive entropy**") :].splitlines()[0]
+    assert "Descriptive" in ood and "Higher is better" not in ood
+    assert "**Conformal set**" in page  # terms with no table row stay
+    assert "$" not in book.rewrite_math(page)  # every formula became MathML
+
+
+def test_the_book_is_built_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, tutorial_lib.book as b; b.glossary(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The book built into a scratch root, served on a local port."""
@@ -76,7 +99,7 @@ def test_book_sources_are_generated(site):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     if not (CHROMIUM and CHROMEDRIVER):
         message = "headless Chromium is needed: apt-get install chromium chromium-driver"
         if os.environ.get("CI"):
@@ -87,8 +110,7 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    profile = ARTIFACTS.parent / "chromium-profile"
-    shutil.rmtree(profile, ignore_errors=True)
+    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh profile, not in the repo
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--window-size=1280,1600", f"--user-data-dir={profile}"]  # fmt: skip

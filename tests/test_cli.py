@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from tutorial_lib import __version__, cli, data
+from tutorial_lib.errors import WorkerDied
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -167,25 +168,38 @@ def test_the_new_methods_run_from_the_command_line(real_root, tmp_path, capsys):
     assert models["BatchEnsemble (M=4)"]["metrics"]["ens/MI"] > 0  # members that differ
 
 
-def test_commands_import_their_libraries_with_the_collector_paused(monkeypatch):
+@pytest.mark.subprocess
+def test_help_book_and_notebooks_do_not_import_torch(tmp_path):
+    code = (
+        "import sys; from tutorial_lib import cli\n"
+        "for argv in (['--help'], ['compare', '--help'], ['book', '--root', sys.argv[1]],"
+        " ['notebooks', '--root', sys.argv[1], 'missing.ipynb']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules, 'lightning' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "False False"
+
+
+@pytest.mark.parametrize(
+    ("error", "line", "code"),
+    [
+        (MemoryError(""), "out of memory (run one at a time: --workers 1)", 1),
+        (WorkerDied("a worker process ended before its run did: run one at a time with "
+                    "--workers 1."), "a worker process ended", 1),  # fmt: skip
+    ],
+)
+def test_a_worker_or_memory_failure_is_one_line(monkeypatch, capsys, error, line, code):
     import argparse
-    import contextlib
-    import gc
 
-    from tutorial_lib import runtime
+    def fails(args):
+        raise error
 
-    paused, real = [], runtime.imports_without_gc
-
-    @contextlib.contextmanager
-    def spy():
-        with real():
-            paused.append(not gc.isenabled())
-            yield
-
-    monkeypatch.setattr(runtime, "imports_without_gc", spy)
-    monkeypatch.setitem(cli.HANDLERS, "compare", lambda args: 0)
-    try:
-        assert cli.run_command("compare", argparse.Namespace()) == 0
-        assert paused == [True] and gc.isenabled()  # on again for the command itself
-    finally:
-        gc.unfreeze()
+    monkeypatch.setitem(cli.HANDLERS, "compare", fails)
+    assert cli.run_command("compare", argparse.Namespace()) == code
+    err = capsys.readouterr().err
+    assert err.startswith(f"tutorial-lib compare: {line}") and err.count("\n") == 1

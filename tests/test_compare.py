@@ -15,7 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tutorial_lib import compare, runtime, workers
+from tutorial_lib import compare, workers
 from tutorial_lib import plots as compare_plots
 from tutorial_lib.config import ExperimentConfig, parse_model
 from tutorial_lib.corruptions import CORRUPTIONS, corrupt
@@ -62,10 +62,11 @@ def test_results_json_tells_the_truth(two_seeds):
     plan = workers.plan_workers(4)  # side by side on this CPU when it has 2 to 5 CPUs
     assert results["run"]["workers"] == plan.workers
     assert results["run"]["threads_per_run"] == plan.threads
-    assert results["run"]["times"] == ("CPU seconds" if plan.side_by_side else "seconds")
-    if plan.side_by_side:  # the plan first, then each run as it finishes, in any order
-        assert lines.pop(0) == (f"4 runs in {plan.describe()} (times below: each run's CPU "
-                                "seconds) | complete=False")  # fmt: skip
+    assert results["run"]["times"] == "CPU seconds"  # one meaning, one at a time or not
+    assert results["run"]["accelerator"] == "cpu"
+    # the plan first, then each run as it finishes, in any order
+    assert lines.pop(0) == (f"4 run(s), {plan.describe()} (times: each run's CPU seconds) "
+                            "| complete=False")  # fmt: skip
     assert [line[:5] for line in lines] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
     expected = {
         f"{name}, seed {run.seed}: fit {run.fit_s:.1f} s, test {run.test_s:.1f} s, accuracy "
@@ -75,8 +76,7 @@ def test_results_json_tells_the_truth(two_seeds):
     assert {line[6:] for line in lines} == expected  # saved after each, marked unfinished
     assert [r.seed for r in comparison.runs["LeNet"]] == [0, 1]  # in run order, however done
     assert list(comparison.runs) == ["LeNet", "Deep Ensemble (M=2)"]
-    cpu_seconds = "training time in CPU seconds (runs side by side, one thread each)"
-    assert (cpu_seconds in comparison.table().title) == plan.side_by_side
+    assert "training time in CPU seconds" in comparison.table().title
     logs = os.path.join(config.out, "lightning_logs")
     assert sorted(os.listdir(os.path.join(logs, "lenet"))) == ["seed0", "seed1"]
     assert "stale.txt" not in os.listdir(os.path.join(logs, "lenet", "seed0"))  # replaced
@@ -139,8 +139,10 @@ def test_a_seed_reproduces_and_temperature_is_fitted_on_validation(two_seeds, mo
     fresh = predict(again.model, data.eval_loader("val"))
     torch.testing.assert_close(again.predictions["val_probs"], fresh["probs"])
     assert torch.equal(again.predictions["val_targets"], fresh["targets"])
-    assert again.metrics["cls/Acc"] == first.metrics["cls/Acc"]
-    assert again.metrics["cls/NLL"] == pytest.approx(first.metrics["cls/NLL"], rel=1e-5)
+    # the same seed again, here with every thread (side by side it had one): the last bits of the
+    # sums differ between thread counts, so one or two of the 300 test images may flip
+    assert again.metrics["cls/Acc"] == pytest.approx(first.metrics["cls/Acc"], abs=2 / 300)
+    assert again.metrics["cls/NLL"] == pytest.approx(first.metrics["cls/NLL"], rel=0.02)
     p = first.predictions
     assert p["val_probs"].shape == (300, 1, 10) and p["probs"].shape == (300, 1, 10)
     assert torch.equal(p["val_targets"], data.splits["val"][1])  # validation, not test
@@ -179,6 +181,8 @@ def test_tensorboard_has_one_named_run_per_model_and_seed_with_hparams(two_seeds
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
     assert info.hparams["name"].string_value == "Deep Ensemble (M=2)"  # its true name
     assert info.hparams["model"].string_value == "deep-ensemble-2"
+    assert info.hparams["kind"].string_value == "deep-ensemble"
+    assert info.hparams["M"].number_value == 2 and info.hparams["gamma"].number_value == 1
     assert info.hparams["seed"].number_value == 1
     acc = events.Scalars("hparams/Acc")[-1].value
     assert acc == pytest.approx(results["models"]["Deep Ensemble (M=2)"]["seeds"][1]["cls/Acc"])
@@ -205,6 +209,31 @@ def test_mc_dropout_and_batch_ensemble_run_through_the_same_loop(tmp_path, real_
     be = compare.fit_and_test(parse_model("batch-ensemble-2"), data, config, seed=0)
     assert be.predictions["probs"].shape == (300, 2, 10)
     assert be.metrics["cplx/params"] == 44_190 + 2 * 939
+
+
+@pytest.mark.parametrize("platform", ["win32", "darwin"])
+def test_off_linux_a_comparison_runs_one_at_a_time(tmp_path, real_root, monkeypatch, platform):
+    monkeypatch.setattr("sys.platform", platform)
+    config = tiny(tmp_path, real_root, models=("lenet", "deep-ensemble-2"))
+    comparison = compare.run_comparison(config)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["complete"] is True and results["run"]["workers"] == 1
+    assert list(comparison.runs) == ["LeNet", "Deep Ensemble (M=2)"]
+
+
+def test_the_gpu_fallback_is_said_once_per_command(tmp_path, real_root, monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = tiny(tmp_path, real_root, models=("lenet", "deep-ensemble-2"), seeds=2,
+                  accelerator="gpu", workers=1)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compare.run_comparison(config)
+    notices = [w for w in caught if "no GPU" in str(w.message)]
+    assert len(notices) == 1  # not once per run (4 runs here)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["run"]["accelerator"] == "cpu" and results["run"]["times"] == "CPU seconds"
 
 
 def test_shift_scores_the_corrupted_sets(real_root):
@@ -303,7 +332,6 @@ def test_the_report_names_every_figure_after_its_model_and_data(two_seeds, tmp_p
     lenet_run, ensemble_run = comparison.runs["LeNet"][0], comparison.runs["Deep Ensemble (M=2)"][0]
     drawn_at_test = lenet_run.figures["reliability"]  # TensorBoard's image, drawn by the trainer
     monkeypatch.setattr(ensemble_run, "figures", {})  # as a run without a logger: none drawn yet
-    monkeypatch.setattr(runtime, "usable_cpus", lambda *a: 1)  # all drawn here, calls recorded
     compare.write_report(comparison, compare.prepare_output(tmp_path))
     calls = {(n, k.get("title") or (a[2] if len(a) > 2 else None)): (a, k) for n, a, k in drawn}
     assert ("reliability_diagram", "LeNet") not in calls  # not drawn twice: the test's PNG

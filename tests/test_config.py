@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from tutorial_lib.config import (
     PROFILES,
@@ -118,3 +119,18 @@ def test_the_command_that_gives_a_configuration():
     assert command == ("tutorial-lib compare --profile quick --models lenet deep-ensemble-4 "
                        "--epochs 2 --seeds 3 --calibrate temperature --shift")  # fmt: skip
     assert ExperimentConfig.create("full").as_command() == "tutorial-lib compare"
+
+
+def test_every_model_kind_has_one_entry_that_builds_it_and_names_its_hparams():
+    from tutorial_lib.config import MODEL_KINDS
+
+    config = ExperimentConfig.create("full", alpha=4, num_estimators=2, gamma=2)
+    for text in ("lenet", "mc-dropout", "deep-ensemble-3", "batch-ensemble-2", "packed"):
+        spec = parse_model(text, config)
+        assert spec.entry is MODEL_KINDS[spec.kind] and spec.entry.description
+        model = spec.build(1, 10)
+        assert model(torch.zeros(2, 1, 28, 28)).shape[-1] == 10
+        assert spec.hparams["name"] == spec.name and spec.hparams["model"] == spec.slug
+    packed = parse_model("packed", config).hparams  # both packed models used to show "packed"
+    assert (packed["alpha"], packed["M"], packed["gamma"]) == (4, 2, 2)
+    assert parse_model("packed-2-4", config).hparams["model"] == "packed-2-4-g2"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 from tutorial_lib import data, hub
 
 MIRROR = os.environ.get("TUTORIAL_DATA_MIRROR")
+MIRROR = str(Path(MIRROR).resolve()) if MIRROR else None  # the tests change folder
 pytestmark = pytest.mark.subprocess  # every test here kills or interrupts processes
 
 
@@ -132,8 +132,13 @@ def test_ctrl_c_during_compare_exits_130_and_saves_what_finished(real_root, tmp_
 
 
 @pytest.fixture(autouse=True)
-def _needs_mirror():
+def _needs_mirror_and_runs_in_an_empty_folder(tmp_path, monkeypatch):
+    """The processes started here (they inherit the working folder) run in an empty folder under
+    ``tmp_path``: they write only where they are told to, never into the working folder."""
     if not MIRROR:
         pytest.fail("Set TUTORIAL_DATA_MIRROR to the offline mirror (CI does).")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     yield
-    shutil.rmtree(Path("lightning_logs"), ignore_errors=True)
+    assert sorted(p.name for p in cwd.iterdir()) == []  # e.g. no ./lightning_logs, no ./data

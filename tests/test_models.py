@@ -135,7 +135,6 @@ def test_predictions_do_not_depend_on_the_evaluation_batch_size():
     images[:, :6] = 0  # black borders: ties in the pooling windows
     labels = torch.randint(0, 10, (2500,))
     for model in (LeNet(), PackedLeNet(1, 10, 2, 4)):
-        model = model.to(memory_format=torch.channels_last)  # as the trainer has it on the CPU
         with torch.inference_mode():
             kept = [predict(model, TensorBatchLoader(images, labels, size, shuffle=False))["probs"]
                     for size in (1024, 2048, 700)]  # fmt: skip

@@ -1,13 +1,12 @@
-"""What each figure shows: its data, axes, labels, scales, limits and legends, exactly.
+"""What each figure shows a reader: its data, panels, words, scales, meaningful limits, legends.
 
-The look (sizes, colours, line widths) lives in the style tables at the top of
-``tutorial_lib/plots.py``; these tests check that each figure uses them, not their values.
+The look (sizes, colours, line widths, fonts, placement) is left free: it lives in the style
+tables at the top of ``tutorial_lib/plots.py`` and no test pins it.
 (test_report_plots.py checks the computed parts: bar heights, ROC and risk-coverage points.)
 """
 
 from __future__ import annotations
 
-import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -45,39 +44,24 @@ def axis_text(ax) -> dict[str, object]:
     }  # fmt: skip
 
 
-def size(fig) -> tuple[float, ...]:
-    return tuple(round(float(v), 6) for v in fig.get_size_inches())
-
-
-def same_colour(a, b) -> bool:
-    return np.allclose(mcolors.to_rgba(a), mcolors.to_rgba(b))
-
-
-def test_reliability_diagram_layout_words_and_diagonal(predictions):
+def test_reliability_diagram_panels_words_and_diagonal(predictions):
     probs, targets, _ = predictions
     fig = plots.reliability_diagram(probs, targets)
     top, bottom = fig.axes
-    assert size(fig) == plots.SIZES["reliability"]
-    assert top.get_shared_x_axes().joined(top, bottom)
-    ratio = top.get_position().height / bottom.get_position().height
-    assert ratio == pytest.approx(3, rel=0.02)  # the bars get three quarters of the height
+    assert top.get_shared_x_axes().joined(top, bottom)  # one confidence axis for both panels
     words = axis_text(top)
     assert words["title"].startswith("Reliability diagram (ECE ") and words["title"].endswith("%)")
     assert words["ylabel"] == "accuracy" and words["yscale"] == "linear"
     assert words["legend"] == ["perfect calibration", "accuracy", "gap to confidence"]
-    assert top.get_legend()._loc == 2  # upper left: the bars rise to the right
     diagonal = top.lines[0]
     assert diagonal.get_xdata().tolist() == [0, 1] and diagonal.get_ydata().tolist() == [0, 1]
-    assert diagonal.get_linestyle() == "--"
-    accuracy, gap = top.containers
-    assert same_colour(gap[0].get_facecolor(), (*mcolors.to_rgb("tab:red"), 0.35))
-    assert same_colour(accuracy[0].get_edgecolor(), "black")
+    assert len(top.containers) == 2  # the accuracy bars and the gaps above or below them
     assert axis_text(bottom) == {"title": "", "xlabel": "confidence (max mean probability)",
                                  "ylabel": "samples", "xscale": "linear", "yscale": "log",
                                  "legend": None}  # fmt: skip
-    assert bottom.get_xlim() == pytest.approx((0, 1 + 1 / 15))
+    assert bottom.get_xlim() == pytest.approx((0, 1 + 1 / 15))  # room for the bar at 1.0
     assert len(bottom.containers[0]) == 16  # 15 bins and the bar of confidence exactly 1.0
-    assert same_colour(bottom.containers[0][0].get_facecolor(), "tab:gray")
+    assert sum(b.get_height() for b in bottom.containers[0]) == 300  # every sample counted
 
 
 def test_reliability_diagram_uses_the_bins_it_is_given(predictions):
@@ -93,14 +77,11 @@ def test_ood_histograms_bins_density_and_words(predictions):
     probs, _, ood = predictions
     fig = plots.ood_histograms(probs, ood)
     left, right = fig.axes
-    assert size(fig) == plots.SIZES["ood"]
-    assert left.get_position().y0 == pytest.approx(right.get_position().y0)  # side by side
     id_bars, ood_bars = left.containers
     for bars in (id_bars, ood_bars):
         assert len(bars) == 40
         assert [round(b.get_x(), 9) for b in bars] == [round(x, 9) for x in np.arange(40) / 40]
         assert sum(b.get_height() * b.get_width() for b in bars) == pytest.approx(1)  # density
-        assert bars[0].get_alpha() == plots.OVERLAP["alpha"]
     id_conf = probs.mean(1).max(-1).values
     counts, _ = np.histogram(id_conf.numpy(), np.linspace(0, 1, 41))
     heights = np.array([b.get_height() for b in id_bars])
@@ -108,40 +89,35 @@ def test_ood_histograms_bins_density_and_words(predictions):
     assert axis_text(left) == {"title": "confidence", "xlabel": "confidence (max mean probability)",
                                "ylabel": "density", "xscale": "linear", "yscale": "log",
                                "legend": ["MNIST (ID)", "FashionMNIST (OOD)"]}  # fmt: skip
-    assert left.get_legend()._loc == 2
     words = axis_text(right)
     assert words["title"] == "ROC: OOD = positive, score = -confidence"
     assert words["xlabel"] == "false positive rate (ID flagged)"
     assert words["ylabel"] == "true positive rate (OOD caught)"
     assert words["legend"][0].startswith("AUROC ") and len(words["legend"]) == 1
-    assert right.get_legend()._loc == 4  # lower right: the curve climbs to the upper left
     chance = right.lines[1]
     assert chance.get_xdata().tolist() == [0, 1] and chance.get_ydata().tolist() == [0, 1]
-    assert chance.get_linestyle() == "--"
     named = plots.ood_histograms(probs, ood, "LeNet", "digits", "clothes")
     assert axis_text(named.axes[0])["title"] == "LeNet confidence"
     assert axis_text(named.axes[0])["legend"] == ["digits", "clothes"]
 
 
-def test_risk_coverage_words_limits_and_colours(predictions):
+def test_risk_coverage_words_limits_and_oracles(predictions):
     probs, targets, _ = predictions
     fig = plots.risk_coverage_plot({"one": (probs[:, :1], targets), "two": (probs, targets)},
                                    oracle=True)  # fmt: skip
     (ax,) = fig.axes
-    assert size(fig) == plots.SIZES["risk_coverage"]
     words = axis_text(ax)
     assert words["title"] == "Risk-coverage" and words["xlabel"] == "coverage (%)"
     assert words["ylabel"] == "risk: error rate among kept (%)"
     assert [w.split(" (AURC")[0] for w in words["legend"]] == ["one", "one: oracle", "two",
                                                                "two: oracle"]  # fmt: skip
     one, one_oracle, two, two_oracle = ax.lines
-    assert same_colour(one.get_color(), one_oracle.get_color())  # a model and its oracle
-    assert not same_colour(one.get_color(), two.get_color())
-    assert one.get_linestyle() == "-" and one_oracle.get_linestyle() == "--"
+    for model, best in ((one, one_oracle), (two, two_oracle)):  # no model beats its oracle
+        assert best.get_xdata().tolist() == model.get_xdata().tolist()
+        assert np.all(best.get_ydata() <= model.get_ydata() + 1e-9)
     assert ax.get_xlim() == (0, 100)
     top = max(max(line.get_ydata()) for line in (one, two))
-    assert ax.get_ylim() == pytest.approx((0, 1.05 * top))
-    assert ax.xaxis.get_gridlines()[0].get_visible()
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= top  # from 0, no curve cut off
     perfect = torch.nn.functional.one_hot(targets, 10).float()[:, None]
     flat = plots.risk_coverage_plot({"perfect": (perfect, targets)}, title="t")
     assert flat.axes[0].get_ylim() == (0, 1)  # no error at all: the axis still shows 0 to 1
@@ -154,17 +130,12 @@ def test_error_gallery_grid_words_and_members(predictions):
     names = [f"c{i}" for i in range(10)]
     fig = plots.error_gallery(images, probs, targets, class_names=names, max_images=5)
     assert len(fig.axes) == 8  # 5 errors: 4 columns, 2 rows
-    width, height, per_member = plots.SIZES["gallery_panel"]
-    assert size(fig) == pytest.approx((4 * width, 2 * (height + 2 * per_member)))
-    assert all(not ax.axison for ax in fig.axes)
     assert len(fig.axes[5].images) == 0 and len(fig.axes[4].images) == 1
     first = fig.axes[0]
     assert first.get_title().startswith("true c") and ", pred c" in first.get_title()
-    assert first.images[0].get_cmap().name == "gray"
     (members,) = first.texts
     lines = members.get_text().split("\n")
     assert len(lines) == 2 and lines[0].startswith("m0: c") and lines[1].startswith("m1: c")
-    assert members.get_fontfamily() == ["monospace"]
     right = torch.nn.functional.one_hot(targets, 10).float()[:, None]
     none = plots.error_gallery(images, right, targets)
     assert len(none.axes) == 1 and none.axes[0].texts[0].get_text() == "no errors"
@@ -172,7 +143,7 @@ def test_error_gallery_grid_words_and_members(predictions):
     assert len(two.axes) == 2  # as many columns as errors, up to 4
 
 
-def test_disagreement_matrix_words_and_readable_numbers(predictions):
+def test_disagreement_matrix_words_and_numbers(predictions):
     probs, _, _ = predictions
     three = torch.cat([probs, probs[:, :1].roll(1, 0)], dim=1)  # member 2 disagrees most
     fig = plots.disagreement_matrix(three, title="who disagrees")
@@ -181,14 +152,10 @@ def test_disagreement_matrix_words_and_readable_numbers(predictions):
     assert ax.get_xlabel() == "member" and ax.get_ylabel() == "member"
     assert list(ax.get_xticks()) == [0, 1, 2] and list(ax.get_yticks()) == [0, 1, 2]
     assert colorbar.get_ylabel() == "disagreement (%)"
-    assert colorbar.yaxis.get_major_formatter()(0.25, 0) == "25"
+    assert colorbar.yaxis.get_major_formatter()(0.25, 0) == "25"  # ticks read in percent
     matrix = ax.images[0].get_array()
     texts = {(t.get_position()[1], t.get_position()[0]): t for t in ax.texts}
     assert len(texts) == 9 and texts[(0, 1)].get_text() == f"{100 * matrix[0, 1]:.1f}"
-    assert same_colour(texts[(0, 0)].get_color(), "white")  # dark cell, light text
-    biggest = np.unravel_index(np.argmax(matrix), matrix.shape)
-    assert same_colour(texts[biggest].get_color(), "black")
-    assert size(fig) == pytest.approx((1 + 0.6 * 3, 0.8 + 0.6 * 3))
 
 
 def test_learning_curves_words_and_epochs(tmp_path):
@@ -200,7 +167,6 @@ def test_learning_curves_words_and_epochs(tmp_path):
     writer.close()
     fig = plots.learning_curves(tmp_path, title="curves")
     left, right = fig.axes
-    assert size(fig) == plots.SIZES["learning_curves"]
     assert axis_text(left) == {"title": "curves", "xlabel": "training step",
                                "ylabel": "training loss", "xscale": "linear", "yscale": "log",
                                "legend": [tmp_path.name]}  # fmt: skip
@@ -211,7 +177,6 @@ def test_learning_curves_words_and_epochs(tmp_path):
                                 "legend": [tmp_path.name]}  # fmt: skip
     assert list(right.lines[0].get_xdata()) == [1, 2, 3]  # epochs count from 1
     assert right.lines[0].get_ydata() == pytest.approx([90, 91, 92])
-    assert right.lines[0].get_marker() == "o"
     assert plots.learning_curves(tmp_path).axes[0].get_title() == "Learning curves"
 
 
@@ -219,8 +184,6 @@ def test_packed_weight_diagram_words_and_blocks():
     layers = {"a": PackedLinear(8, 8, alpha=2, num_estimators=4),
               "b": PackedLinear(8, 8, alpha=2, num_estimators=2)}  # fmt: skip
     fig = plots.packed_weight_diagram(layers)
-    side = plots.SIZES["packed_panel"]
-    assert size(fig) == pytest.approx((2 * side, side))
     first, second = fig.axes
     assert first.get_title() == "a\n16x16, 4 groups" and second.get_title() == "b\n16x16, 2 groups"
     assert first.get_xlabel() == "input feature" and first.get_ylabel() == "output feature"
@@ -235,8 +198,6 @@ def test_shift_boxplots_places_one_box_per_model_and_severity():
     ]  # fmt: skip
     fig = plots.shift_boxplots(rows)
     acc, ece = fig.axes
-    width, height = plots.SIZES["shift_panel"]
-    assert size(fig) == (2 * width, height)
     assert axis_text(acc) == {"title": "Acc under shift",
                               "xlabel": "shift severity (0 = clean test set)",
                               "ylabel": "Acc (%)", "xscale": "linear", "yscale": "linear",
@@ -248,9 +209,8 @@ def test_shift_boxplots_places_one_box_per_model_and_severity():
     spacing = 0.8 / 3
     expected = [s + (i - 1) * spacing for i in range(3) for s in (0, 1, 3)]
     assert [(b.x0 + b.x1) / 2 for b in boxes] == pytest.approx(expected)  # side by side
-    assert [b.x1 - b.x0 for b in boxes] == pytest.approx([0.9 * spacing] * 9)
-    colours = [p.get_facecolor() for p in acc.patches]
-    assert not same_colour(colours[0], colours[3]) and same_colour(colours[0], colours[1])
+    assert [b.x1 - b.x0 < spacing for b in boxes] == [True] * 9  # no box covers its neighbour
+    assert [round(b.y0, 6) for b in boxes] == [90.0, 80.0, 60.0] * 3  # accuracy in percent
 
 
 def test_pareto_plot_points_areas_error_bars_and_words():
@@ -262,8 +222,6 @@ def test_pareto_plot_points_areas_error_bars_and_words():
     }  # fmt: skip
     fig = plots.pareto_plot(points, title="MNIST")
     acc, auroc = fig.axes
-    width, height = plots.SIZES["pareto_panel"]
-    assert size(fig) == (2 * width, height)
     assert axis_text(acc) == {"title": "MNIST Acc",
                               "xlabel": "inference throughput (images/s, log scale)",
                               "ylabel": "Acc (%)", "xscale": "log", "yscale": "linear",
@@ -272,9 +230,7 @@ def test_pareto_plot_points_areas_error_bars_and_words():
     small, big = [c for c in acc.collections if isinstance(c, PathCollection)]
     assert small.get_offsets().tolist() == [[1000.0, 90.0]]
     assert big.get_offsets().tolist() == [[100.0, 95.0]]
-    base, span = plots.MARKER["base"], plots.MARKER["span"]
-    assert small.get_sizes().tolist() == [base + span * 10 / 40]  # area grows with parameters
-    assert big.get_sizes().tolist() == [base + span]
+    assert small.get_sizes()[0] < big.get_sizes()[0]  # the marker area grows with parameters
     bars = [c for c in acc.containers]
     assert len(bars) == 1  # only "small" has an accuracy spread
     (segment,) = bars[0].lines[2][0].get_segments()
@@ -286,18 +242,12 @@ def test_pareto_plot_points_areas_error_bars_and_words():
     assert plots.pareto_plot(points).axes[0].get_title() == "Acc"
 
 
-def test_error_gallery_places_each_members_line_under_its_image(predictions):
+def test_error_gallery_lists_every_members_prediction_under_its_image(predictions):
     probs, targets, _ = predictions
     images = torch.rand(300, 28, 28)
     fig = plots.error_gallery(images, probs, targets)  # at most 8 errors by default
     assert len(fig.axes) == 8 and all(len(ax.images) == 1 for ax in fig.axes)
-    assert fig.subplotpars.hspace == pytest.approx(0.25 + 0.1 * 2)  # room for 2 member lines
-    first = fig.axes[0]
-    (members,) = first.texts
-    assert members.get_transform() == first.transAxes
-    assert members.get_position() == (0.5, -0.04)  # centred, just below the image
-    assert (members.get_ha(), members.get_va()) == ("center", "top")
-    assert members.get_fontsize() == plots.SMALL and first.title.get_fontsize() == plots.SMALL + 1
+    (members,) = fig.axes[0].texts
     mean = probs.mean(1)
     conf, pred = mean.max(-1)
     wrong = torch.nonzero(pred != targets).flatten()
@@ -305,50 +255,38 @@ def test_error_gallery_places_each_members_line_under_its_image(predictions):
     expected = [f"m{m}: {int(p.argmax())} {100 * float(p.max()):.0f}%" for m, p in
                 enumerate(probs[top])]  # fmt: skip
     assert members.get_text().split("\n") == expected
-    right = torch.nn.functional.one_hot(targets, 10).float()[:, None]
-    (note,) = plots.error_gallery(images, right, targets).axes[0].texts
-    assert note.get_position() == (0.5, 0.5) and (note.get_ha(), note.get_va()) == (
-        "center",
-        "center",
-    )
 
 
-def test_disagreement_matrix_of_two_members_and_its_colours(predictions):
+def test_disagreement_matrix_of_two_members_and_of_identical_members(predictions):
     probs, _, _ = predictions
     fig = plots.disagreement_matrix(probs)  # M = 2 is enough
     ax = fig.axes[0]
     assert ax.get_title() == "Pairwise disagreement"
-    assert ax.images[0].get_cmap().name == "viridis"
-    for text in ax.texts:
-        assert (text.get_ha(), text.get_va(), text.get_fontsize()) == ("center", "center",
-                                                                       plots.SMALL)  # fmt: skip
-    half = torch.cat([probs[:, :1]] * 2 + [probs[:, :1].roll(1, 0)], dim=1)
-    three = plots.disagreement_matrix(half).axes[0]
-    matrix = three.images[0].get_array()
-    colours = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_color()
-               for t in three.texts}  # fmt: skip
-    for (i, j), colour in colours.items():
-        light = matrix[i, j] < matrix.max() / 2
-        assert same_colour(colour, "white" if light else "black"), (i, j)
+    preds = probs.argmax(-1)
+    apart = float((preds[:, 0] != preds[:, 1]).double().mean())
+    assert np.allclose(ax.images[0].get_array(), [[0, apart], [apart, 0]])
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+             for t in ax.texts}  # fmt: skip
+    percent = f"{100 * apart:.1f}"  # each cell prints its value, in percent
+    assert cells == {(0, 0): "0.0", (0, 1): percent, (1, 0): percent, (1, 1): "0.0"}
+    same = torch.cat([probs[:, :1]] * 2 + [probs[:, :1].roll(1, 0)], dim=1)
+    matrix = plots.disagreement_matrix(same).axes[0].images[0].get_array()
+    assert matrix[0, 1] == matrix[1, 0] == 0  # two copies of one member never disagree
+    assert matrix[0, 2] == matrix[1, 2] > 0
 
 
-def test_pareto_plot_colours_and_legend_place():
+def test_pareto_plot_draws_each_models_error_bar_at_its_own_point():
     points = {name: {"images_per_s": 10.0 ** (i + 1), "params": 10 * (i + 1), "cls/Acc": 0.9,
-                     "cls/Acc_std": 0.01, "ood/AUROC": 0.8}
+                     "cls/Acc_std": 0.01 * (i + 1), "ood/AUROC": 0.8}
               for i, name in enumerate(("a", "b"))}  # fmt: skip
     fig = plots.pareto_plot(points)
     acc = fig.axes[0]
     dots = [c for c in acc.collections if isinstance(c, PathCollection)]
-    bars = acc.containers
-    for dot, bar in zip(dots, bars, strict=True):  # a model's error bar has its dot's colour
-        assert same_colour(dot.get_facecolor()[0][:3], bar.lines[2][0].get_color()[0][:3])
-        assert dot.get_alpha() == plots.MARKER["alpha"]
-        assert same_colour(dot.get_edgecolor()[0][:3], plots.MARKER["edgecolors"])
-    assert not same_colour(dots[0].get_facecolor()[0], dots[1].get_facecolor()[0])
+    for std, dot, bar in zip((1, 2), dots, acc.containers, strict=True):  # std in percent
+        ((x, y),) = dot.get_offsets().tolist()
+        (segment,) = bar.lines[2][0].get_segments()
+        assert np.allclose(segment, [[x, y - std], [x, y + std]])
     (legend,) = fig.legends
-    assert legend._loc == 6 and legend.markerscale == 0.5  # centre left, outside on the right
-    anchor = legend.get_bbox_to_anchor().transformed(fig.transFigure.inverted())
-    assert (anchor.x0, anchor.y0) == pytest.approx((1.0, 0.5))
     assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
 
 
@@ -368,54 +306,17 @@ def _titled(text: str, log=None):
     return draw
 
 
-def test_write_figures_draws_every_second_figure_in_a_second_process(tmp_path, monkeypatch):
-    import os
-
-    from tutorial_lib import runtime
-
-    log = tmp_path / "pids"
-    drawings = {f"f{i}": _titled(f"figure {i}", log) for i in range(4)}
-    monkeypatch.setattr(runtime, "usable_cpus", lambda *a: 2)
-    (tmp_path / "two").mkdir()
-    plots.write_figures(drawings, tmp_path / "two")
-    pids = log.read_text().split()
-    assert len(pids) == 4 and pids.count(str(os.getpid())) == 2  # two here, two in the child
-    monkeypatch.setattr(runtime, "usable_cpus", lambda *a: 1)
-    (tmp_path / "one").mkdir()
-    plots.write_figures(drawings, tmp_path / "one")  # one CPU: all drawn here
-    assert log.read_text().split()[4:] == [str(os.getpid())] * 4
-    for i in range(4):  # the same images whoever drew them, and no figure left open
-        png = (tmp_path / "two" / f"f{i}.png").read_bytes()
-        assert png[:8] == b"\x89PNG\r\n\x1a\n"
-        assert png == (tmp_path / "one" / f"f{i}.png").read_bytes()
-    assert plt.get_fignums() == []
-
-
-def test_write_figures_redraws_what_the_second_process_failed_and_raises_real_errors(
-    tmp_path, monkeypatch
-):
-    import os
-
-    from tutorial_lib import runtime
-
-    monkeypatch.setattr(runtime, "usable_cpus", lambda *a: 2)
-    here = os.getpid()
-
-    def fails_in_a_child():
-        if os.getpid() != here:
-            raise MemoryError("the child ran out of memory")
-        return _titled("drawn here after all")()
-
-    plots.write_figures({"a": _titled("a"), "b": fails_in_a_child}, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # nothing lost
+def test_write_figures_writes_every_figure_and_raises_a_drawing_error(tmp_path):
+    drawings = {f"f{i}": _titled(f"figure {i}") for i in range(3)}
+    plots.write_figures(drawings, tmp_path)
+    for i in range(3):
+        assert (tmp_path / f"f{i}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plt.get_fignums() == []  # no figure left open
 
     def broken():
         raise ValueError("no data to draw")
 
     (tmp_path / "x").mkdir()
     with pytest.raises(ValueError, match="no data to draw"):
-        plots.write_figures({"a": _titled("a"), "b": broken}, tmp_path / "x")  # child's share
+        plots.write_figures({"a": _titled("a"), "b": broken}, tmp_path / "x")
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["a.png"]
-    (tmp_path / "y").mkdir()
-    with pytest.raises(ValueError, match="no data to draw"):
-        plots.write_figures({"b": broken}, tmp_path / "y")  # one figure: drawn here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import matplotlib.pyplot as plt
 import pytest
@@ -244,7 +245,8 @@ def test_mean_std_cells_and_the_temperature_scaling_rows():
     assert "1.500 ± 0.100" in md and "1.00 ± 0.30%" in md
     assert "***After temperature scaling (T fitted on validation)***" in md
     assert "mean ± std over 3 seeds" in md and "***Cost***" in md
-    assert report.label("ts/cal/ECE") == "ECE ↓ (%)" and report.direction("ts/cls/Acc") is True
+    assert report.label("ts/cal/ECE") == "T-scaled ECE ↓ (%)"
+    assert report.direction("ts/cls/Acc") is True
     assert report.format_value("cls/Acc", float("nan")) == "n/a"
 
 
@@ -271,9 +273,9 @@ def test_oracle_risk_and_zoomed_risk_coverage(predictions):
 
 GOLDEN_COLUMNS = {
     "LeNet": {"cls/Acc": 0.9847, "cls/NLL": 0.04691, "ood/Entropy": 1.2, "cplx/params": 44426,
-              "fit_s": 8.6},
+              "cplx/fit_s": 8.6, "custom/score": 0.5},
     "DE-2": {"cls/Acc": 0.9882, "cls/NLL": 0.04160, "ood/Entropy": 1.5, "cplx/params": 88852,
-             "fit_s": 10.5},
+             "cplx/fit_s": 10.5, "custom/score": 0.25},
 }  # fmt: skip
 GOLDEN_SPREAD = {"LeNet": {"cls/Acc": 0.0022, "cls/NLL": 0.0045},
                  "DE-2": {"cls/Acc": 0.0008, "cls/NLL": 0.002}}  # fmt: skip
@@ -286,11 +288,12 @@ GOLDEN_MARKDOWN = """\
 | Acc ↑ (%) | 98.47 ± 0.22% | **98.82 ± 0.08%** |
 | NLL ↓ | 0.04691 ± 0.00450 | **0.04160 ± 0.00200** |
 | ***OOD Detection*** | | |
-| OOD Entropy ↑ | 1.20000 | **1.50000** |
+| OOD predictive entropy | 1.20000 | 1.50000 |
 | ***Cost*** | | |
 | params ↓ | **44,426** | 88,852 |
+| training time ↓ (s) | **8.6 s** | 10.5 s |
 | ***Other*** | | |
-| training time | 8.6 s | 10.5 s |
+| custom/score | 0.50000 | 0.25000 |
 """
 
 
@@ -305,10 +308,12 @@ def test_a_table_reads_exactly_as_expected_in_markdown_html_and_a_terminal():
         f"</th></tr><tr><td>Acc ↑ (%)</td>{right}98.47 ± 0.22%</td>{right}<b>98.82 ± 0.08%</b>"
         f"</td></tr><tr><td>NLL ↓</td>{right}0.04691 ± 0.00450</td>{right}<b>0.04160 ± 0.00200"
         '</b></td></tr><tr><th colspan="3" style="text-align:left">OOD Detection</th></tr><tr>'
-        f"<td>OOD Entropy ↑</td>{right}1.20000</td>{right}<b>1.50000</b></td></tr><tr><th "
+        f"<td>OOD predictive entropy</td>{right}1.20000</td>{right}1.50000</td></tr><tr><th "
         f'colspan="3" style="text-align:left">Cost</th></tr><tr><td>params ↓</td>{right}<b>44,426'
-        f'</b></td>{right}88,852</td></tr><tr><th colspan="3" style="text-align:left">Other</th>'
-        f"</tr><tr><td>training time</td>{right}8.6 s</td>{right}10.5 s</td></tr></tbody></table>"
+        f"</b></td>{right}88,852</td></tr><tr><td>training time ↓ (s)</td>{right}<b>8.6 s</b>"
+        f'</td>{right}10.5 s</td></tr><tr><th colspan="3" style="text-align:left">Other</th>'
+        f"</tr><tr><td>custom/score</td>{right}0.50000</td>{right}0.25000</td></tr></tbody>"
+        "</table>"
     )
     frame = table.to_dataframe()
     assert list(frame.columns) == ["LeNet", "DE-2"]
@@ -319,22 +324,30 @@ def test_a_table_reads_exactly_as_expected_in_markdown_html_and_a_terminal():
         console.print(report.MetricTable({n: {k: c[k] for k in ("cls/Acc", "cls/NLL")}
                                           for n, c in GOLDEN_COLUMNS.items()}))  # fmt: skip
     lines = captured.get().splitlines()
-    assert lines[4] == "│   Acc ↑ (%)    │  98.47% │  \x1b[1;32m98.82%\x1b[0m │"  # best: bold green
-    assert lines[5] == "│   NLL ↓        │ 0.04691 │ \x1b[1;32m0.04160\x1b[0m │"
-    assert "\x1b[1mClassification\x1b[0m" in lines[3]
+    ansi = r"\x1b\[[\d;]*m"
+    shown = [re.sub(ansi, "", line) for line in lines]  # what a reader sees, without styles
+    assert shown[4] == "│   Acc ↑ (%)    │  98.47% │  98.82% │"
+    assert shown[5] == "│   NLL ↓        │ 0.04691 │ 0.04160 │"
+    assert "Classification" in shown[3]
+    highlighted = [re.findall(ansi + r"([^\x1b]+)\x1b\[0m", line) for line in lines[4:6]]
+    assert highlighted == [["98.82%"], ["0.04160"]]  # only the best value of each row stands out
 
 
 @pytest.mark.parametrize(
     ("key", "short", "full"),
     [
         ("ts/T", "temperature T", "temperature T"),
-        ("ts/cal/ECE", "ECE", "ECE ↓ (%)"),
-        ("ood/ens_MI", "OOD ens. MI", "OOD ens. MI ↑"),
+        ("ts/cal/ECE", "T-scaled ECE", "T-scaled ECE ↓ (%)"),
+        ("ood/ens_MI", "OOD MI", "OOD MI ↑"),
         ("ood/AUROC", "AUROC", "AUROC ↑ (%)"),
         ("ood/FPR95", "FPR95", "FPR95 ↓ (%)"),
-        ("fit_s", "training time", "training time"),
-        ("images_per_s", "training images/s", "training images/s"),
+        ("cls/Entropy", "predictive entropy", "predictive entropy"),
+        ("ens/Entropy", "expected entropy", "expected entropy"),
+        ("ood/Entropy", "OOD predictive entropy", "OOD predictive entropy"),
+        ("cplx/fit_s", "training time", "training time ↓ (s)"),
+        ("cplx/images_per_s", "inference images/s", "inference images/s ↑"),
         ("sc/Cov@5Risk", "Cov@5Risk", "Cov@5Risk ↑ (%)"),
+        ("custom/score", "custom/score", "custom/score"),  # no entry: shown as it is
     ],
 )
 def test_labels(key, short, full):
@@ -352,7 +365,9 @@ def test_labels(key, short, full):
         ("cls/Acc", 0.5, float("nan"), "50.00%"),
         ("cplx/params", 44426.0, 0.0, "44,426"),
         ("cplx/params", 44426.0, 12.4, "44,426 ± 12"),
-        ("fit_s", 8.64, 0.25, "8.6 ± 0.2 s"),
+        ("cplx/fit_s", 8.64, 0.25, "8.6 ± 0.2 s"),
+        ("cplx/images_per_s", 12345.6, None, "12,346"),
+        ("custom/score", 0.5, None, "0.50000"),
         ("ts/T", 0.6587, 0.0131, "0.659 ± 0.013"),
         ("cls/NLL", 0.012341, 0.001, "0.01234 ± 0.00100"),
         ("sc/Risk@80Cov", 0.0123, None, "1.23%"),

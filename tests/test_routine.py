@@ -219,14 +219,11 @@ def test_ddp_metrics_equal_single_process(real_root, tmp_path):
         assert ddp["results"][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
 
 
-def test_cpu_allocator_tuning_and_release():
-    # Linux with glibc (this project's machines): both calls reach malloc
-    assert trainer.tune_cpu_allocator() is True
-    assert trainer.release_cpu_memory() is True
+def test_describe_machine_names_the_threads():
     assert "threads" in trainer.describe_machine()
 
 
-def test_cpu_tuning_makes_weights_channels_last_and_can_be_turned_off(small_data):
+def test_the_trainer_applies_the_cpu_tuning_and_can_leave_it_off(small_data):
     def fitted(**kwargs):
         seed_everything(0)
         routine = ClassificationRoutine(LeNet(), 10)

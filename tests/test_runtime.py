@@ -1,12 +1,8 @@
-"""Fair CPU share: cgroup quotas (v1 and v2), affinity, OpenMP's passive wait policy."""
+"""What the process may use: cgroup CPU quotas (v1 and v2), affinity, free memory."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-
-import pytest
 
 from tutorial_lib import runtime
 
@@ -56,54 +52,3 @@ def test_usable_cpus_is_capped_by_affinity_and_quota(tmp_path):
     assert runtime.usable_cpus(tmp_path) == 1
     (tmp_path / "cpu.max").write_text(f"{100000 * (affinity + 8)} 100000\n")
     assert runtime.usable_cpus(tmp_path) == affinity
-
-
-@pytest.mark.subprocess
-def test_share_cpu_fairly_sets_short_spins_before_torch():
-    code = (
-        "import os, sys; from tutorial_lib.runtime import share_cpu_fairly; n = share_cpu_fairly();"
-        "import torch; print(os.environ['GOMP_SPINCOUNT'], os.environ['KMP_BLOCKTIME'], n, "
-        "torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY', '-'))"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "KMP_"))}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True).stdout.split()  # fmt: skip
-    cpus = str(runtime.usable_cpus())
-    assert out == ["1000", "0", cpus, cpus, "-"]  # no wait policy forced on the user
-    env["GOMP_SPINCOUNT"], env["OMP_NUM_THREADS"] = "300000", "1"  # the user's choice is kept
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True).stdout.split()  # fmt: skip
-    assert out == ["300000", "0", "1", "1", "-"]
-
-
-def test_imports_without_gc_pauses_the_collector_and_freezes_what_exists():
-    import gc
-
-    frozen = gc.get_freeze_count()
-    try:
-        assert gc.isenabled()
-        with runtime.imports_without_gc():
-            assert not gc.isenabled()
-            made = [[] for _ in range(1000)]  # objects created meanwhile are frozen too
-        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(made)
-        gc.disable()  # a caller that had paused it: it stays paused
-        with runtime.imports_without_gc():
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-        gc.unfreeze()
-
-
-def test_a_forked_process_inherits_the_parent_and_runs_on_one_thread(tmp_path):
-    import torch
-
-    local = lambda: "inherited, never pickled"  # noqa: E731 (a lambda cannot be pickled)
-
-    def child(path):
-        path.write_text(f"{torch.get_num_threads()} {local()}")
-
-    process = runtime.start_forked(child, tmp_path / "out.txt")
-    process.join(timeout=30)
-    assert process.exitcode == 0 and process.daemon
-    assert (tmp_path / "out.txt").read_text() == "1 inherited, never pickled"

@@ -1,9 +1,14 @@
-"""Runs side by side: the plan, forked workers with one thread, errors and early stops."""
+"""Runs side by side: the plan, forked workers with one thread, errors and early stops, workers
+that die with their parent."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -34,6 +39,16 @@ def test_the_automatic_plan_fits_the_free_memory():
     assert plan_workers(3, cpus=2, memory=2 * room + 1) == WorkerPlan(2, 1)
     assert plan_workers(3, cpus=2, memory=2 * room - 1) == WorkerPlan(1, 2)  # one at a time
     assert plan_workers(3, requested=3, cpus=2, memory=0) == WorkerPlan(3, 1)  # asked for
+
+
+@pytest.mark.parametrize("platform", ["win32", "darwin"])
+def test_off_linux_runs_go_one_at_a_time(monkeypatch, platform):
+    monkeypatch.setattr(sys, "platform", platform)
+    assert plan_workers(3, cpus=2, memory=2**40) == WorkerPlan(1, 2)
+    assert plan_workers(3, requested=3, cpus=2) == WorkerPlan(1, 2)  # asked for, not possible
+    results = list(run_side_by_side(_where, 3, WorkerPlan(3, 1)))  # a plan made elsewhere
+    assert [i for i, _ in results] == [0, 1, 2]
+    assert {got["pid"] for _, got in results} == {os.getpid()}
 
 
 def test_requested_workers_and_accelerators():
@@ -146,7 +161,7 @@ def test_a_worker_that_dies_is_an_error_not_a_wait(dying):
         return index
 
     got = []
-    with pytest.raises(RuntimeError, match=r"exit code -9.*--workers 1"):
+    with pytest.raises(workers.WorkerDied, match=r"killed, or out of memory.*--workers 1"):
         for _index, result in run_side_by_side(job, 4, WorkerPlan(2, 1)):
             got.append(result)
     assert dying not in got
@@ -155,3 +170,54 @@ def test_a_worker_that_dies_is_an_error_not_a_wait(dying):
 def test_many_runs_on_few_workers_all_come_back():
     results = dict(run_side_by_side(lambda index: index * index, 9, WorkerPlan(3, 1)))
     assert results == {i: i * i for i in range(9)}  # workers that run out of jobs end quietly
+
+
+def test_thousands_of_runs_do_not_hang():
+    results = dict(run_side_by_side(lambda index: index, 3600, WorkerPlan(2, 1)))
+    assert results == {i: i for i in range(3600)}
+
+
+def _pids_in(folder, count: int, timeout: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while len(list(folder.glob("*.pid"))) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [int(path.read_text()) for path in folder.glob("*.pid")]
+
+
+PARENT = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from tutorial_lib.workers import WorkerPlan, run_side_by_side
+
+    folder = Path(sys.argv[1])
+
+    def job(index):
+        (folder / f"{os.getpid()}.pid").write_text(str(os.getpid()))
+        time.sleep(300)  # a long fit
+        return index
+
+    for _ in run_side_by_side(job, 4, WorkerPlan(2, 1)):
+        pass
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers run on Linux only")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGHUP])
+def test_workers_die_with_their_parent(tmp_path, sig):
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path)])
+    try:
+        pids = _pids_in(tmp_path, 2)
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        parent.send_signal(sig)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in pids if _alive(pid)], "workers outlived their parent"
+    finally:
+        parent.kill()
+        for path in tmp_path.glob("*.pid"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(path.read_text()), signal.SIGKILL)

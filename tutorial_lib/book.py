@@ -5,7 +5,8 @@ figures as image files (nbconvert), turns the notebooks' TeX (``$...$``, ``$$...
 at build time (so browsers render formulas with no script from elsewhere; mdBook's MathJax is
 off), leaves out the cells tagged ``setup-only`` (the Colab install cell) and replaces the badges
 by a line of links to the notebook, Colab and Binder, writes ``SUMMARY.md`` with an
-introduction, the chapters, a glossary of every metric and the references, and runs
+introduction, the chapters, a glossary of every metric (one entry per metric of
+:mod:`tutorial_lib.metric_registry`) and the references, and runs
 ``mdbook build``. The notebooks stay the single source: the book's sources are generated under
 ``build/`` (ignored by git). :func:`execute_notebooks` runs the notebooks and stores their outputs.
 """
@@ -19,6 +20,9 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from tutorial_lib.metric_registry import SECTIONS as FAMILIES
+from tutorial_lib.metric_registry import glossary_entry
 
 REPOSITORY = "deep-ensembles-course/packed-ensembles-course"
 SETUP_TAG = "setup-only"
@@ -47,82 +51,25 @@ The [glossary](glossary.md) defines every metric; the [references](references.md
 and the reference library.
 """
 
-GLOSSARY = r"""# Glossary of metrics
-
-Notation: for an input, $p_m$ is member $m$'s probability vector over the $C$ classes
-($M = 1$ for a single model), $\bar p = \frac{1}{M}\sum_m p_m$ the ensemble's mean (of
+GLOSSARY_NOTATION = r"""Notation: for an input, $p_m$ is member $m$'s probability vector over the
+$C$ classes ($M = 1$ for a single model), $\bar p = \frac{1}{M}\sum_m p_m$ the ensemble's mean (of
 probabilities, never of logits), the confidence is $\max_c \bar p_c$ and the prediction
 $\hat y = \arg\max_c \bar p_c$. Logarithms are natural; values are fractions, shown in percent
-where that is the usual unit.
+where that is the usual unit."""
 
-## Classification
 
-- **Acc (accuracy)**: the fraction of inputs with $\hat y = y$. Higher is better.
-- **Brier score**: $\frac{1}{N}\sum_i \sum_c (\bar p_{ic} - 1[c = y_i])^2$, summed over classes.
-  Lower is better.
-- **NLL (negative log-likelihood)**: $\frac{1}{N}\sum_i -\log \bar p_{i, y_i}$. Lower is better.
-- **Entropy**: the mean of $H(\bar p) = -\sum_c \bar p_c \log \bar p_c$; how spread the predictions
-  are.
+def glossary() -> str:
+    """The glossary page (Markdown with TeX): one entry per metric of
+    :mod:`tutorial_lib.metric_registry`, by family, in the tables' order."""
+    parts = ["# Glossary of metrics", GLOSSARY_NOTATION]
+    for family in FAMILIES:
+        parts.append(f"## {family.heading}")
+        if family.intro:
+            parts.append(family.intro)
+        entries = [glossary_entry(metric) for metric in family.metrics]
+        parts.append("\n".join(entries + ([family.notes] if family.notes else [])))
+    return "\n\n".join(parts) + "\n"
 
-## Calibration
-
-- **ECE (expected calibration error)**: 15 equal-width confidence bins; $\sum_b \frac{n_b}{N}
-  |\mathrm{acc}_b - \mathrm{conf}_b|$. Lower is better.
-- **aECE (adaptive ECE)**: the same with 15 bins of equal counts.
-- **MCE (maximum calibration error)**: the largest $|\mathrm{acc}_b - \mathrm{conf}_b|$ over
-  non-empty bins.
-- **GL (grouping loss)**: how much the true probability of being right varies among inputs that
-  share a confidence level (Perez-Lebel et al., 2023), estimated with GLest on the Brier scale.
-
-## Out-of-distribution detection
-
-MNIST test is the in-distribution set, FashionMNIST test the OOD set; the score is
-$-\mathrm{confidence}$ and OOD is the positive class.
-
-- **AUROC**: area under the ROC curve: the probability that a random OOD input scores above a random
-  ID input. Higher is better.
-- **AUPR**: average precision, $\sum_n (R_n - R_{n-1}) P_n$. Higher is better.
-- **FPR95**: the fraction of ID inputs flagged at the first threshold that catches 95 % of the OOD
-  inputs (OOD is the positive class here; some papers define it the other way round). Lower is
-  better.
-- **OOD Entropy**: the mean entropy of $\bar p$ on the OOD set. Higher is better.
-
-## Selective classification
-
-Sort by confidence, most confident first; $r_k$ is the error rate among the $k$ most confident.
-
-- **AURC**: trapezoidal area under $r_k$ over coverage $k/N$, divided by $1 - 1/N$. Lower is better.
-- **AUGRC**: the same for the generalised risk $(k/N)\, r_k$. Lower is better.
-- **Cov@5Risk**, **Cov@1Risk**: the largest coverage with $r_k \le 5\%$ (resp. 1 %). Higher is
-  better. Uninformative when every model's overall error rate is already below the level.
-- **Risk@80Cov**: $r_k$ at $k = \lceil 0.8 N \rceil$. Lower is better.
-
-## Ensemble diversity
-
-- **Disagreement**: the fraction of member pairs whose predicted classes differ.
-- **Expected entropy** (ens. Entropy): $\frac{1}{M}\sum_m H(p_m)$, the aleatoric part.
-- **MI (mutual information)**: $H(\bar p) - \frac{1}{M}\sum_m H(p_m)$, the epistemic part.
-
-## Post-hoc calibration and conformal prediction
-
-- **Temperature** $T$: the number dividing the logits (for an ensemble, $\log \bar p$) before the
-  softmax, fitted by minimising the NLL on the validation split. $T < 1$ sharpens an
-  under-confident model, $T > 1$ softens an over-confident one; the accuracy never changes.
-- **Conformal set**: the classes whose non-conformity score is at most the
-  $\lceil (n+1)(1-\alpha) \rceil$-th smallest of $n$ calibration scores. THR scores a class by
-  $1 - p_c$, APS by the probability mass ranked above it (plus a random share of its own), RAPS
-  adds a penalty on low ranks.
-- **Coverage**: the fraction of inputs whose set contains the true class; at least $1 - \alpha$ on
-  average when calibration and test inputs are exchangeable. **Set size**: the mean number of
-  classes per set (0 for an empty set: "I don't know").
-
-## Cost
-
-- **params**: the number of trainable parameters.
-- **FLOPs**: 2 x the multiply-adds of convolutions and matrix products per image at test time
-  (MC-Dropout's T passes included), as `torch.utils.flop_counter` counts them.
-- **images/s**: inference throughput measured on a given machine (chapter 8).
-"""
 
 REFERENCES = """# References
 
@@ -271,7 +218,7 @@ def build_book(root: str | Path, run_mdbook: bool = True) -> Path:
     chapters = [(notebook_to_chapter(p, src), f"{p.stem}.md") for p in paths]
     listing = "\n".join(f"{i}. [{t}]({f})" for i, (t, f) in enumerate(chapters, 1))
     (src / "introduction.md").write_text(INTRODUCTION.format(chapters=listing))
-    (src / "glossary.md").write_text(rewrite_math(GLOSSARY))
+    (src / "glossary.md").write_text(rewrite_math(glossary()))
     (src / "references.md").write_text(REFERENCES)  # no formula there
     summary = ["# Summary", "", "[Introduction](introduction.md)", ""]
     # mdBook numbers the chapters itself: drop the notebooks' own "1." prefixes there

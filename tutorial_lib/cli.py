@@ -3,9 +3,10 @@
 ``compare`` and ``pretrain`` build their flags from :class:`~tutorial_lib.config.ExperimentConfig`
 (one flag per field, its help and default from the field), parse only the flags given, and let
 :meth:`ExperimentConfig.create` apply the profile and validate: a bad value is a one-line usage
-error before anything trains. Heavy libraries (torch, Lightning) are imported only once a command
-runs, so ``--help`` is instant; before that, :func:`~tutorial_lib.runtime.share_cpu_fairly` sets
-the CPU threads up for a shared machine.
+error before anything trains. torch and Lightning are imported only by ``compare`` and
+``pretrain``, when they run: ``--help``, ``book`` and ``notebooks`` never load them (the errors the
+command maps live in the torch-free :mod:`tutorial_lib.errors`); before that,
+:func:`~tutorial_lib.speed.share_cpu_fairly` sets the CPU threads up for a shared machine.
 
 Exit codes: 0 done, 1 failed (data, files, checkpoints), 2 bad usage, 3 training diverged,
 130 interrupted (what finished is saved).
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -28,8 +28,15 @@ from tutorial_lib.config import (
     ConfigError,
     ExperimentConfig,
 )
+from tutorial_lib.errors import (  # noqa: F401 (the exit codes, importable from here)
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    KNOWN_ERRORS,
+    RunInterrupted,
+)
 
-EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 PRETRAIN_FIELDS = ("epochs", "lr", "batch_size", "val_size", "train_subset", "seed", "out",
                    "data_dir", "mirror", "accelerator")  # fmt: skip
 
@@ -212,25 +219,13 @@ HANDLERS = {"compare": _compare, "pretrain": _pretrain, "notebooks": _notebooks,
 
 
 def entry() -> NoReturn:
-    """The console script (and ``python -m tutorial_lib``): run :func:`main`, then exit at once.
-
-    Once torch and Lightning are loaded, the interpreter's own shutdown (collecting thousands of
-    modules and objects) takes ~1.5 s on a 2-core CPU, a twentieth of a ``compare`` run. Every
-    output is written, closed and renamed into place before :func:`main` returns (the TensorBoard
-    writers are closed by the trainer), so once the heavy libraries are in, the process flushes
-    its streams and ends with :func:`os._exit`. ``--help`` and usage errors exit normally.
-    """
-    code = main()
-    if "torch" not in sys.modules:
-        raise SystemExit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """The console script (and ``python -m tutorial_lib``): exit with :func:`main`'s code."""
+    raise SystemExit(main())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (see the module docstring)."""
-    from tutorial_lib.runtime import share_cpu_fairly
+    from tutorial_lib.speed import share_cpu_fairly
 
     share_cpu_fairly()  # before torch is imported: passive OpenMP waits, threads = usable CPUs
     parser = build_parser()
@@ -249,28 +244,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(command: str, args: argparse.Namespace) -> int:
-    """Run a parsed command; every error a user can hit becomes one line and an exit code."""
-    from tutorial_lib.runtime import imports_without_gc
-
-    with imports_without_gc():  # torch, Lightning: ~1 s faster without the collector running
-        from tutorial_lib.compare import RunInterrupted
-        from tutorial_lib.data import DataError
-        from tutorial_lib.hub import PretrainedError
-        from tutorial_lib.trainer import TrainingDiverged
-
-    known = (  # (error, what to call it, exit code), the first match wins
-        (DataError, "data problem: ", EXIT_FAILED),
-        (PretrainedError, "pretrained checkpoints: ", EXIT_FAILED),
-        (TrainingDiverged, "", EXIT_DIVERGED),
-        (OSError, "", EXIT_FAILED),
-        (ValueError, "", EXIT_USAGE),
-    )
+    """Run a parsed command; every error a user can hit becomes one line and an exit code
+    (:data:`tutorial_lib.errors.KNOWN_ERRORS`)."""
     start = time.perf_counter()
     prefix = f"tutorial-lib {command}"
     try:
         return HANDLERS[command](args)
-    except tuple(kind for kind, _, _ in known) as err:
-        label, code = next((lb, c) for kind, lb, c in known if isinstance(err, kind))
+    except tuple(kind for kind, _, _ in KNOWN_ERRORS) as err:
+        label, code = next((lb, c) for kind, lb, c in KNOWN_ERRORS if isinstance(err, kind))
         print(f"{prefix}: {label}{err}", file=sys.stderr)
         return code
     except (KeyboardInterrupt, RunInterrupted):

@@ -44,15 +44,15 @@ from tutorial_lib.calibration import apply_temperature, ensemble_logits, fit_tem
 from tutorial_lib.config import ExperimentConfig, ModelSpec
 from tutorial_lib.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from tutorial_lib.data import MNISTDataModule, TensorBatchLoader
-from tutorial_lib.ensembles import RepeatTarget, deep_ensembles, fuse
+from tutorial_lib.ensembles import RepeatTarget, fuse
+from tutorial_lib.errors import RunInterrupted
 from tutorial_lib.metrics import evaluate_predictions, grouping_loss
-from tutorial_lib.models import BatchEnsembleLeNet, LeNet, MCDropoutLeNet, PackedLeNet
 from tutorial_lib.routine import ClassificationRoutine, predict
 from tutorial_lib.trainer import (
     ReliabilityFigure,
+    choose_accelerator,
     describe_machine,
     make_trainer,
-    release_cpu_memory,
     resolved_accelerator,
     seed_everything,
 )
@@ -66,29 +66,15 @@ CALIBRATED_KEYS = ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE", "oo
                    "ood/FPR95", "sc/AURC")  # fmt: skip
 
 
-class RunInterrupted(BaseException):
-    """Ctrl+C during a comparison (not a KeyboardInterrupt, which Lightning turns into exit 1)."""
-
-
 # --- models ------------------------------------------------------------------------------------
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """The network of a spec, freshly initialised from the current random state.
-
-    A deep ensemble is built from its members (:func:`~tutorial_lib.ensembles.deep_ensembles`)
-    and fused into one network that computes the same outputs
-    (:func:`~tutorial_lib.ensembles.fuse`).
+    """The network of a spec (its entry in :data:`~tutorial_lib.config.MODEL_KINDS`), freshly
+    initialised from the current random state. A deep ensemble is built from its members and
+    fused into one network that computes the same outputs (:func:`~tutorial_lib.ensembles.fuse`).
     """
-    if spec.kind == "lenet":
-        return LeNet(1, NUM_CLASSES)
-    if spec.kind == "mc-dropout":
-        return MCDropoutLeNet(1, NUM_CLASSES, num_samples=spec.members)
-    if spec.kind == "deep-ensemble":
-        return fuse(deep_ensembles(LeNet(1, NUM_CLASSES), num_estimators=spec.members))
-    if spec.kind == "batch-ensemble":
-        return BatchEnsembleLeNet(1, NUM_CLASSES, num_estimators=spec.members)
-    return PackedLeNet(1, NUM_CLASSES, spec.alpha, spec.members, spec.gamma)
+    return spec.build(1, NUM_CLASSES)
 
 
 def make_data(config: ExperimentConfig) -> MNISTDataModule:
@@ -163,18 +149,24 @@ def fit_and_test(
     seed: int,
     log_dir: str | Path | None = None,
     worker: bool = False,
+    accelerator: str | None = None,
 ) -> ModelResult:
     """Train one model with one seed, test it on the ID and OOD test sets, predict validation.
 
     The routine holds the science (loss, recipe, metrics), the trainer the engineering; the run
     logs to ``<log_dir>/<spec.slug>/seed<seed>`` (no logs when ``log_dir`` is None).
 
-    ``worker``: the run is one of several side by side (:mod:`tutorial_lib.workers`): no progress
-    bar, and ``fit_s``/``test_s`` are this process's CPU seconds (on its one thread, the time the
-    run takes alone on one CPU) rather than wall-clock seconds, which would count the time the
-    other runs held the CPUs.
+    ``fit_s`` and ``test_s`` are CPU seconds on the CPU (:func:`run_clock`), the same measure
+    whether the run was alone or one of several side by side, and wall seconds on a GPU.
+
+    Args:
+        worker: the run is one of several side by side (:mod:`tutorial_lib.workers`): no
+            progress bar.
+        accelerator: what the trainer uses (default: ``config.accelerator``); a command that
+            trains several runs resolves it once (:func:`~tutorial_lib.trainer.choose_accelerator`).
     """
-    clock = time.process_time if worker else time.perf_counter
+    accelerator = accelerator or config.accelerator
+    clock = run_clock(resolved_accelerator(accelerator))
     seed_everything(seed)
     model = build_model(spec)
     members = spec.train_members
@@ -184,11 +176,11 @@ def fit_and_test(
         is_ensemble=spec.members > 1, eval_ood=True, eval_grouping_loss=config.grouping_loss,
         format_batch_fn=RepeatTarget(members) if members > 1 else None,
     )  # fmt: skip
-    hparams = {"name": spec.name, "model": spec.spec, "seed": seed, "dataset": config.dataset,
-               "epochs": config.epochs, "batch_size": config.batch_size}  # fmt: skip
+    hparams = spec.hparams | {"seed": seed, "dataset": config.dataset, "epochs": config.epochs,
+                              "batch_size": config.batch_size}  # fmt: skip
     trainer = make_trainer(
         config.epochs, spec.slug, log_dir or ".", version=f"seed{seed}", title=spec.name,
-        hparams=hparams, accelerator=config.accelerator,
+        hparams=hparams, accelerator=accelerator,
         **({} if log_dir else {"logger": False}),
         **({"enable_progress_bar": False} if worker else {}),  # no bars drawn over each other
     )  # fmt: skip
@@ -218,8 +210,15 @@ def fit_and_test(
     return result
 
 
+def run_clock(accelerator: str) -> Callable[[], float]:
+    """The clock of a run's times: this process's CPU seconds on the CPU (all its threads: on
+    one thread, what the run costs alone on one core; the same measure one at a time and side by
+    side), wall-clock seconds on a GPU (whose work the CPU clock does not see)."""
+    return time.process_time if accelerator == "cpu" else time.perf_counter
+
+
 def evaluate_pretrained(
-    source: str, data: MNISTDataModule, config: ExperimentConfig
+    source: str, data: MNISTDataModule, config: ExperimentConfig, accelerator: str | None = None
 ) -> ModelResult:
     """Test the pretrained 8-member deep ensemble like the trained models (no fit)."""
     from tutorial_lib.hub import load_pretrained_ensemble
@@ -228,11 +227,13 @@ def evaluate_pretrained(
     spec = ModelSpec("pretrained", "deep-ensemble", ensemble.num_estimators)
     routine = ClassificationRoutine(fuse(ensemble), NUM_CLASSES, is_ensemble=True, eval_ood=True,
                                     eval_grouping_loss=config.grouping_loss)  # fmt: skip
-    trainer = make_trainer(1, logger=False, accelerator=config.accelerator)
-    start = time.perf_counter()
+    accelerator = accelerator or config.accelerator
+    clock = run_clock(resolved_accelerator(accelerator))
+    trainer = make_trainer(1, logger=False, accelerator=accelerator)
+    start = clock()
     trainer.test(routine, data, verbose=False)
-    result = ModelResult(spec, None, dict(routine.test_results), 0.0,
-                         time.perf_counter() - start, predictions=dict(routine.test_predictions),
+    result = ModelResult(spec, None, dict(routine.test_results), 0.0, clock() - start,
+                         predictions=dict(routine.test_predictions),
                          model=routine.model.cpu().eval(),
                          name=f"Pretrained ensemble (M={ensemble.num_estimators})")  # fmt: skip
     result.members = member_metrics(result.predictions)
@@ -262,7 +263,7 @@ def evaluate_shift(
         grouping: estimate the grouping loss too: for every model (True) or for those named
             (each estimate fits decision trees, about a second).
         batch_size: images per forward pass (small enough to keep a notebook within Binder's
-            memory; the allocator's cached memory is handed back after each set).
+            memory).
 
     Returns:
         One row per (model, corruption, severity): ``{"model", "corruption", "severity",
@@ -273,7 +274,6 @@ def evaluate_shift(
     sets = [("none", 0)] + [(c, s) for c in CORRUPTIONS for s in severities if s > 0]
     for corruption, severity in sets:
         shifted = images if severity == 0 else corrupt(images, corruption, severity, seed)
-        release_cpu_memory()  # the corruption's temporaries, before the predictions allocate
         loader = TensorBatchLoader(shifted, labels, batch_size, shuffle=False, mean=stats[0],
                                    std=stats[1])  # fmt: skip
         for name, model in models.items():
@@ -288,7 +288,6 @@ def evaluate_shift(
                 except ValueError:  # all right (or all wrong): not defined
                     row["cal/GL"] = math.nan
             rows.append(row)
-        release_cpu_memory()  # and what this set's predictions freed (see trainer.py)
     return rows
 
 
@@ -391,10 +390,10 @@ class Comparison:
         from tutorial_lib.report import MetricTable
 
         means, spreads = self.columns(keys)
+        times = self.info.get("times")
         title = title or f"Test: {self.data['id']} (ID) vs {self.data['ood']} (OOD)" + (
-            "; training time in CPU seconds (runs side by side, one thread each)"
-            if self.info.get("times") == "CPU seconds" else ""
-        )  # fmt: skip
+            f"; training time in {times}" if times else ""
+        )
         return MetricTable(means, title, spreads if self.config.seeds > 1 else None,
                            seeds=self.config.seeds)  # fmt: skip
 
@@ -526,18 +525,19 @@ def run_comparison(
               "command": config.as_command()},
     )  # fmt: skip
     runs = [(spec, seed) for spec in config.specs for seed in config.seed_list]
-    plan = plan_workers(len(runs), config.workers, resolved_accelerator(config.accelerator))
+    accelerator = choose_accelerator(config.accelerator)  # a GPU's absence said once
+    plan = plan_workers(len(runs), config.workers, accelerator)
+    times = "CPU seconds" if accelerator == "cpu" else "wall seconds"
     comparison.info |= {"workers": plan.workers, "threads_per_run": plan.threads,
-                        "times": "CPU seconds" if plan.side_by_side else "seconds"}  # fmt: skip
+                        "accelerator": accelerator, "times": times}  # fmt: skip
     comparison.save(out, complete=False)
-    if plan.side_by_side:
-        say(f"{len(runs)} runs in {plan.describe()} (times below: each run's CPU seconds)")
+    say(f"{len(runs)} run(s), {plan.describe()} (times: each run's {times})")
 
     def one_run(index: int) -> ModelResult:
         spec, seed = runs[index]
         shutil.rmtree(out / "lightning_logs" / spec.slug / f"seed{seed}", ignore_errors=True)
         return fit_and_test(spec, data, config, seed, out / "lightning_logs",
-                            worker=plan.side_by_side)  # fmt: skip
+                            worker=plan.side_by_side, accelerator=accelerator)  # fmt: skip
 
     finished: dict[int, ModelResult] = {}
     try:
@@ -554,7 +554,7 @@ def run_comparison(
                     f"test {result.test_s:.1f} s, accuracy "
                     f"{100 * result.metrics['cls/Acc']:.2f} %")  # fmt: skip
             if config.pretrained:
-                comparison.add(evaluate_pretrained(config.pretrained, data, config))
+                comparison.add(evaluate_pretrained(config.pretrained, data, config, accelerator))
             if config.shift:
                 comparison.shift = shift_rows(comparison, data)
                 say(f"Shift: {len(comparison.shift)} evaluations")

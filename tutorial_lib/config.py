@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -142,9 +143,9 @@ class ExperimentConfig:
     workers: int = field(
         default=0,
         metadata=_opt(
-            "processes training runs side by side on the CPU, one thread each (0: automatic, "
-            "side by side when there are at least 2 runs and 2 CPUs; 1: one run at a time with "
-            "every thread; see tutorial_lib.workers)"
+            "processes training runs side by side on the CPU, one thread each, on Linux (0: "
+            "automatic, side by side when there are at least 2 runs and 2 CPUs; 1: one run at a "
+            "time with every thread; elsewhere always one at a time; see tutorial_lib.workers)"
         ),
     )
     data_dir: str | None = field(
@@ -235,12 +236,67 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
+class ModelKind:
+    """The one entry of a kind of model: everything the course says and does with it.
+
+    Attributes:
+        kind: the spec's name (``"packed"``).
+        title: display name, formatted with ``m``, ``alpha``, ``gamma_part``
+            (``"Deep Ensemble (M={m})"``).
+        builder: ``(spec, in_channels, num_classes) -> network``; it imports the models only
+            when it runs (this module stays torch-free).
+        description: one line for ``--help`` and the docs.
+        trains_as_one: trains as one network (one output row per input), whatever its members.
+    """
+
+    kind: str
+    title: str
+    builder: Callable[[ModelSpec, int, int], Any]
+    description: str
+    trains_as_one: bool = False
+
+
+def _models() -> Any:
+    import tutorial_lib.models
+
+    return tutorial_lib.models
+
+
+def _deep_ensemble(spec: ModelSpec, in_channels: int, num_classes: int) -> Any:
+    """M LeNets, fused into one network computing the same outputs (fast training)."""
+    from tutorial_lib.ensembles import deep_ensembles, fuse
+
+    return fuse(deep_ensembles(_models().LeNet(in_channels, num_classes), spec.members))
+
+
+MODEL_KINDS: dict[str, ModelKind] = {
+    entry.kind: entry
+    for entry in (
+        ModelKind("lenet", "LeNet", lambda s, c, n: _models().LeNet(c, n),
+                  "LeCun's LeNet-5, one network", trains_as_one=True),
+        ModelKind("mc-dropout", "MC-Dropout (T={m})",
+                  lambda s, c, n: _models().MCDropoutLeNet(c, n, num_samples=s.members),
+                  "LeNet with dropout kept on at test time, T stochastic passes",
+                  trains_as_one=True),
+        ModelKind("deep-ensemble", "Deep Ensemble (M={m})", _deep_ensemble,
+                  "M LeNets from independent initialisations, trained fused"),
+        ModelKind("batch-ensemble", "BatchEnsemble (M={m})",
+                  lambda s, c, n: _models().BatchEnsembleLeNet(c, n, num_estimators=s.members),
+                  "M members sharing LeNet's weights, rank-1 fast weights each"),
+        ModelKind("packed", "Packed-Ensemble (alpha={alpha:g}, M={m}{gamma_part})",
+                  lambda s, c, n: _models().PackedLeNet(c, n, s.alpha, s.members, s.gamma),
+                  "M members packed in one network alpha times LeNet's width, gamma groups"),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One model of an experiment.
 
     Attributes:
         spec: the text it was parsed from (``"deep-ensemble-2"``).
-        kind: ``lenet``, ``mc-dropout``, ``deep-ensemble``, ``batch-ensemble`` or ``packed``.
+        kind: a key of :data:`MODEL_KINDS`.
         members: estimators at test time (M, or T stochastic passes for mc-dropout; 1 for lenet).
         alpha, gamma: packed width factor and groups (packed only).
     """
@@ -252,22 +308,20 @@ class ModelSpec:
     gamma: int = 1
 
     @property
+    def entry(self) -> ModelKind:
+        """The kind's entry in :data:`MODEL_KINDS`."""
+        return MODEL_KINDS[self.kind]
+
+    @property
     def train_members(self) -> int:
         """Output rows per input during training (MC-Dropout trains as one network)."""
-        return 1 if self.kind in ("lenet", "mc-dropout") else self.members
+        return 1 if self.entry.trains_as_one else self.members
 
     @property
     def name(self) -> str:
         """Display name: ``"Deep Ensemble (M=2)"``."""
-        m = self.members
-        return {
-            "lenet": "LeNet",
-            "mc-dropout": f"MC-Dropout (T={m})",
-            "deep-ensemble": f"Deep Ensemble (M={m})",
-            "batch-ensemble": f"BatchEnsemble (M={m})",
-            "packed": f"Packed-Ensemble (alpha={self.alpha:g}, M={m}"
-            + (f", gamma={self.gamma})" if self.gamma != 1 else ")"),
-        }[self.kind]
+        gamma_part = f", gamma={self.gamma}" if self.gamma != 1 else ""
+        return self.entry.title.format(m=self.members, alpha=self.alpha, gamma_part=gamma_part)
 
     @property
     def slug(self) -> str:
@@ -278,6 +332,16 @@ class ModelSpec:
         if self.kind in ("deep-ensemble", "batch-ensemble"):
             return f"{self.kind}-{self.members}"
         return self.kind
+
+    def build(self, in_channels: int = 1, num_classes: int = 10) -> Any:
+        """The network, freshly initialised from the current random state."""
+        return self.entry.builder(self, in_channels, num_classes)
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """What TensorBoard's HParams tab shows of the model: its name, kind, M, alpha, gamma."""
+        return {"name": self.name, "model": self.slug, "kind": self.kind, "M": self.members,
+                "alpha": self.alpha, "gamma": self.gamma}  # fmt: skip
 
 
 _ENSEMBLE = re.compile(r"^(deep-ensemble|batch-ensemble)-(\d+)$")

@@ -37,6 +37,13 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from tutorial_lib.errors import (  # noqa: F401 (the data layer's errors, importable from here)
+    ChecksumError,
+    CorruptDataError,
+    DataError,
+    DataNotFoundError,
+    DataRootError,
+)
 from tutorial_lib.files import atomic_write, remove_stale_parts, save_tensors
 
 CROP_PADDING = 4
@@ -82,26 +89,6 @@ PAIRS = {"mnist": ("MNIST", "FashionMNIST"), "fashion": ("FashionMNIST", "MNIST"
 
 _IDX_MAGIC = {0x00000801: 1, 0x00000803: 3}  # labels (N,), images (N, H, W); both uint8
 _CACHE_FORMAT = 2
-
-
-class DataError(RuntimeError):
-    """Base class of the data layer's errors; the message says what to do."""
-
-
-class DataNotFoundError(DataError):
-    """A raw file is neither in the data root, nor in a mirror, nor downloadable."""
-
-
-class ChecksumError(DataError):
-    """A raw file's md5 differs from the one torchvision publishes."""
-
-
-class CorruptDataError(DataError):
-    """A raw file cannot be decoded (truncated, not gzip, bad IDX header)."""
-
-
-class DataRootError(DataError):
-    """The data root cannot be created or written."""
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -509,7 +496,7 @@ class TensorBatchLoader:
         self.epoch += 1
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             batch = idx[start : start + self.batch_size]
-            images = self.images.index_select(0, batch)  # 10-20x faster than images[batch]
+            images = self.images.index_select(0, batch)  # faster than images[batch] (RESULTS.md)
             if self.augment:
                 offsets = torch.randint(
                     0, 2 * CROP_PADDING + 1, (batch.shape[0], 2), generator=g, device=device
@@ -549,9 +536,9 @@ class MNISTDataModule(L.LightningDataModule):
         root: download root (``$TUTORIAL_DATA_DIR`` or ``./data`` when ``None``).
         mirror: offline mirror (``$TUTORIAL_DATA_MIRROR`` when ``None``).
         batch_size: training batch size.
-        eval_batch_size: batch size of validation and test. 1024: on the course's 2-core CPU an
-            ensemble's first activations at 2048 (56 MB) overflow the caches and evaluation
-            takes 1.9x as long; the predictions are the same bit for bit at any size.
+        eval_batch_size: batch size of validation and test (at 2048 an ensemble's first
+            activations overflow a CPU's caches: ``benchmarks/RESULTS.md``); the predictions are
+            the same bit for bit at any size.
         device: where batches live; ``None`` takes the attached trainer's device, else the CPU.
         augment: apply ``RandomCrop(28, padding=4)`` to training batches.
         train_subset: keep only the first ``train_subset`` training images (after the split).
@@ -609,7 +596,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _load(self, name: str, train: bool) -> tuple[Tensor, Tensor]:
         """A split loaded (and verified) by :meth:`prepare_data` in this process, handed over
-        once, or loaded now: the cache's checksums cost ~0.1 s per 60,000 images."""
+        once, or loaded now (each load verifies the cache's checksums)."""
         kept = self._loaded.pop((name, train), None)
         return kept if kept is not None else load_split(name, train, self.root, self.mirror)
 
@@ -685,7 +672,7 @@ class MNISTDataModule(L.LightningDataModule):
         self, batch: tuple[Tensor, Tensor], device: torch.device, dataloader_idx: int
     ) -> tuple[Tensor, Tensor]:
         """Batches are made on the training device already: hand them over as they are
-        (Lightning's default walks every batch to move each tensor, about 1 ms a step)."""
+        (Lightning's default walks every batch to move each tensor)."""
         images, labels = batch
         return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 

@@ -29,6 +29,7 @@ import torch
 
 from tutorial_lib.data import file_digest
 from tutorial_lib.ensembles import DeepEnsemble
+from tutorial_lib.errors import PretrainedError
 from tutorial_lib.files import save_tensors
 from tutorial_lib.models import LeNet, lenet_from_state_dict
 
@@ -42,10 +43,6 @@ HUB_REVISION = "main"
 # file outside this range is not one of the tutorial's members and is not even unpickled.
 HUB_FILE_BYTES = (100_000, 5_000_000)
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
-
-
-class PretrainedError(RuntimeError):
-    """A pretrained checkpoint could not be loaded; the message names the file and the remedy."""
 
 
 def sha256sum(path: str | os.PathLike) -> str:

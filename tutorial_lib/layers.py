@@ -87,73 +87,11 @@ def _packed_widths(
     return ext_in, ext_out, n_groups
 
 
-def max_pool2x2(x: Tensor) -> Tensor:
-    """2x2 max pooling with stride 2, ``(B, C, H, W) -> (B, C, H/2, W/2)``: ``F.max_pool2d(x, 2)``.
-
-    Where no gradient will flow back (evaluation: ``torch.no_grad``, ``inference_mode``, or an
-    input that does not require grad) and ``x`` is a channels-last CPU tensor with even ``H`` and
-    ``W`` (every convolution's output once the trainer's CPU tuning has run), the maximum of each
-    window is taken with two elementwise maxima over views, rows then columns. The values are
-    those of ``F.max_pool2d`` bit for bit (a maximum is exact; NaN propagates in both), but
-    PyTorch's pooling kernel also computes the argmax indices a backward pass would need and, with
-    LeNet's 6 or 12 channels, loops over them almost one by one: on the course's 2-core CPU the
-    first layer's pooling takes 0.25 ms instead of 2.3-3.2 ms at batch 512. Everywhere else
-    (training, GPUs, other layouts, odd sizes) this is ``F.max_pool2d(x, 2)``.
-    """
-    if (
-        x.ndim != 4
-        or x.device.type != "cpu"
-        or (x.requires_grad and torch.is_grad_enabled())
-        or x.shape[2] % 2
-        or x.shape[3] % 2
-        or not x.is_contiguous(memory_format=torch.channels_last)
-    ):
-        return F.max_pool2d(x, 2)
-    b, c, h, w = x.shape
-    rows = x.permute(0, 2, 3, 1).reshape(b * h // 2, 2, w * c)  # pairs of rows, (W, C) inside
-    pairs = torch.maximum(rows[:, 0], rows[:, 1]).view(b * h // 2, w // 2, 2, c)
-    pooled = torch.maximum(pairs[:, :, 0], pairs[:, :, 1])  # (B * H/2, W/2, C)
-    return pooled.view(b, h // 2, w // 2, c).permute(0, 3, 1, 2)
-
-
 def to_estimator_major(x: Tensor, num_estimators: int) -> Tensor:
     """(B, M*C, ...) member-blocked channels -> (M*B, C, ...) estimator-major rows."""
     b, mc = x.shape[:2]
     x = x.reshape(b, num_estimators, mc // num_estimators, *x.shape[2:])
     return x.transpose(0, 1).reshape(num_estimators * b, mc // num_estimators, *x.shape[3:])
-
-
-def packed_linear_bmm(x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> Tensor:
-    """Block-diagonal linear map as one batched matmul (the implementation PackedLinear uses).
-
-    Args:
-        x: (B, G * I) inputs; weight: (G * O, I), group g's rows ``g*O:(g+1)*O``; bias: (G * O,).
-
-    Returns:
-        (B, G * O).
-    """
-    b = x.shape[0]
-    out_g, in_g = weight.shape[0] // groups, weight.shape[1]
-    xs = x.reshape(b, groups, in_g).transpose(0, 1)  # (G, B, I)
-    ws = weight.reshape(groups, out_g, in_g).transpose(1, 2)  # (G, I, O)
-    y = torch.bmm(xs, ws) if bias is None else torch.baddbmm(bias.view(groups, 1, out_g), xs, ws)
-    return y.transpose(0, 1).reshape(b, groups * out_g)
-
-
-def packed_linear_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> Tensor:
-    """The same map as a grouped 1-d convolution of length 1 (compared in benchmarks/models.py)."""
-    return F.conv1d(x.unsqueeze(-1), weight.unsqueeze(-1), bias, groups=groups).squeeze(-1)
-
-
-def packed_linear_einsum(x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> Tensor:
-    """The same map through ``torch.einsum`` (compared in benchmarks/models.py)."""
-    b = x.shape[0]
-    out_g, in_g = weight.shape[0] // groups, weight.shape[1]
-    y = torch.einsum(
-        "bgi,goi->bgo", x.reshape(b, groups, in_g), weight.reshape(groups, out_g, in_g)
-    )
-    y = y.reshape(b, groups * out_g)
-    return y if bias is None else y + bias
 
 
 class PackedLinear(nn.Module):
@@ -198,10 +136,16 @@ class PackedLinear(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, ext_in) -> (B, ext_out), or (M*B, out_features) estimator-major when ``last``."""
         if self.groups == 1:
             y = F.linear(x, self.weight, self.bias)
-        else:
-            y = packed_linear_bmm(x, self.weight, self.bias, self.groups)
+        else:  # one small linear map per group: a batched matrix product over the groups
+            b, g = x.shape[0], self.groups
+            xs = x.reshape(b, g, -1).transpose(0, 1)  # (G, B, ext_in / G)
+            ws = self.weight.reshape(g, -1, self.weight.shape[1])  # (G, ext_out / G, ext_in / G)
+            y = torch.bmm(xs, ws.transpose(1, 2)).transpose(0, 1).reshape(b, -1)  # (B, ext_out)
+            if self.bias is not None:
+                y = y + self.bias
         return to_estimator_major(y, self.num_estimators) if self.last else y
 
     def extra_repr(self) -> str:
@@ -305,17 +249,6 @@ class BatchLinear(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         _init_fast_weights(self, self.in_features)
 
-    def member_weights(self) -> Tensor:
-        """Each member's effective weight ``W * (s_m r_m^T)``: (M * out, in), member-blocked."""
-        w = self.weight[None] * self.s_group[:, :, None] * self.r_group[:, None, :]
-        return w.reshape(-1, self.in_features)
-
-    def forward_blocked(self, x: Tensor) -> Tensor:
-        """The same map on member-blocked features: (B, M * in) -> (B, M * out), member ``m`` in
-        the ``m``-th block (one batched product with :meth:`member_weights`)."""
-        bias = self.bias.flatten() if self.bias is not None else None
-        return packed_linear_bmm(x, self.member_weights(), bias, self.num_estimators)
-
     def forward(self, x: Tensor) -> Tensor:
         """(M*B, in_features) -> (M*B, out_features)."""
         xs = _split_members(x, self.num_estimators)  # (M, B, in)
@@ -361,29 +294,6 @@ class BatchConv2d(nn.Module):
         self.conv.reset_parameters()
         fan_in = self.conv.weight[0].numel()
         _init_fast_weights(self, fan_in)
-
-    def member_weights(self) -> Tensor:
-        """Each member's effective kernel, ``W`` scaled by ``s_m`` (output) and ``r_m`` (input
-        channels): (M * C_out, C_in, kH, kW), member-blocked."""
-        w = self.conv.weight[None] * self.s_group[:, :, None, None, None]
-        w = w * self.r_group[:, None, :, None, None]
-        return w.flatten(0, 1)
-
-    def forward_blocked(self, x: Tensor, shared_input: bool = False) -> Tensor:
-        """The same map on member-blocked channels, as one (grouped) convolution.
-
-        Args:
-            x: (B, M * C_in, H, W), member ``m`` in the ``m``-th block of channels; or, with
-                ``shared_input``, (B, C_in, H, W) read by every member (a first layer).
-
-        Returns:
-            (B, M * C_out, H', W').
-        """
-        weight = self.member_weights().to(memory_format=torch.channels_last)
-        bias = self.bias.flatten() if self.bias is not None else None
-        conv = self.conv
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation,
-                        groups=1 if shared_input else self.num_estimators)  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         """(M*B, C_in, H, W) -> (M*B, C_out, H', W')."""

@@ -26,7 +26,6 @@ from tutorial_lib.layers import (
     BatchLinear,
     PackedConv2d,
     PackedLinear,
-    max_pool2x2,
     to_estimator_major,
 )
 
@@ -53,12 +52,11 @@ class LeNet(nn.Module):
         return x  # no dropout (MCDropoutLeNet overrides this)
 
     def _features(self, x: Tensor) -> Tensor:
-        # relu(max_pool(x)) == max_pool(relu(x)) exactly (both are monotone); pooling first
-        # applies the ReLU to 4x fewer values, ~12 % faster per training step on CPU
-        x = F.relu(max_pool2x2(self.conv1(x)))
-        x = F.relu(max_pool2x2(self.conv2(x)))
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = self._drop(torch.flatten(x, 1))
-        return F.relu(self.fc2(self._drop(F.relu(self.fc1(x)))))
+        x = self._drop(F.relu(self.fc1(x)))
+        return F.relu(self.fc2(x))
 
     def feats_forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, 28, 28) -> (B, 84) penultimate features."""
@@ -145,10 +143,11 @@ class PackedLeNet(nn.Module):
         self.fc3 = PackedLinear(84, num_classes, last=True, **common)
 
     def _hidden(self, x: Tensor) -> Tensor:
-        x = F.relu(max_pool2x2(self.conv1(x)))  # pool before ReLU: same values, faster
-        x = F.relu(max_pool2x2(self.conv2(x)))
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = torch.flatten(x, 1)  # member blocks stay contiguous: channel-major flattening
-        return F.relu(self.fc2(F.relu(self.fc1(x))))
+        x = F.relu(self.fc1(x))
+        return F.relu(self.fc2(x))
 
     def feats_forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, 28, 28) -> (M*B, int(84*alpha)/M) per-member features."""
@@ -162,13 +161,10 @@ class PackedLeNet(nn.Module):
 class BatchEnsembleLeNet(nn.Module):
     """LeNet of BatchEnsemble layers: ``num_estimators`` members sharing one set of weights.
 
-    Each member sees every input; outputs are ``(M*B, C)`` estimator-major, in training and in
-    eval mode. The layers are :class:`~tutorial_lib.layers.BatchConv2d` /
-    :class:`~tutorial_lib.layers.BatchLinear` (estimator-major inputs, one rank-1 modulation per
-    member), but the network computes with their member-blocked form (``forward_blocked``): each
-    member's effective weights ``W * (s_m r_m^T)`` in one grouped convolution or batched product
-    per layer, the layout of :class:`PackedLeNet`. The result is the same as repeating the batch M
-    times through the layers (tested), without repeating the batch.
+    The batch is repeated ``M`` times, estimator-major (rows ``m*B:(m+1)*B`` for member ``m``),
+    and every layer applies member ``m``'s rank-1 modulation to member ``m``'s rows
+    (:class:`~tutorial_lib.layers.BatchConv2d`, :class:`~tutorial_lib.layers.BatchLinear`): each
+    member sees every input, in training and at test time. Outputs are ``(M*B, C)``.
 
     Args:
         in_channels, num_classes: as :class:`LeNet`.
@@ -185,20 +181,18 @@ class BatchEnsembleLeNet(nn.Module):
         self.fc2 = BatchLinear(120, 84, m)
         self.fc3 = BatchLinear(84, num_classes, m)
 
-    def _blocked_features(self, x: Tensor) -> Tensor:
-        x = F.relu(max_pool2x2(self.conv1.forward_blocked(x, shared_input=True)))
-        x = F.relu(max_pool2x2(self.conv2.forward_blocked(x)))
-        x = torch.flatten(x, 1)  # member blocks stay contiguous: channel-major flattening
-        return F.relu(self.fc2.forward_blocked(F.relu(self.fc1.forward_blocked(x))))
-
     def feats_forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, 28, 28) -> (M*B, 84) per-member features, estimator-major."""
-        return to_estimator_major(self._blocked_features(x), self.num_estimators)
+        x = x.repeat(self.num_estimators, 1, 1, 1)  # (M*B, in_channels, 28, 28)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        return F.relu(self.fc2(x))
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, 28, 28) -> (M*B, num_classes) logits, estimator-major."""
-        logits = self.fc3.forward_blocked(self._blocked_features(x))  # (B, M * C)
-        return to_estimator_major(logits, self.num_estimators)
+        return self.fc3(self.feats_forward(x))
 
 
 def strip_prefix(state_dict: Mapping[str, Tensor], prefix: str = "model.") -> dict[str, Tensor]:

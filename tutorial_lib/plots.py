@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -47,8 +46,7 @@ REPORT_DPI = 90  # the resolution of the PNG files a comparison writes (and of T
 
 def figure_png(fig: Figure, dpi: int = REPORT_DPI) -> bytes:
     """The figure drawn once, as PNG bytes, and closed: a report writes them to a file,
-    TensorBoard shows them (drawing is most of a figure's cost: ~0.1-0.15 s each on the course's
-    CPU)."""
+    TensorBoard shows them (drawing is most of a figure's cost)."""
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=dpi)
@@ -62,43 +60,14 @@ def _write_pngs(drawings: Mapping[str, Callable[[], Figure]], folder: Path) -> N
         files.write_bytes(folder / f"{stem}.png", figure_png(draw()))
 
 
-def _draw_in_child(drawings: Mapping[str, Callable[[], Figure]], folder: Path) -> None:
-    try:
-        _write_pngs(drawings, folder)
-    except BaseException:  # quietly: the parent draws these again and raises what persists
-        sys.exit(1)
-
-
 def write_figures(drawings: Mapping[str, Callable[[], Figure]], folder: str | os.PathLike) -> None:
     """Draw each figure and write it to ``<folder>/<stem>.png`` (written atomically).
-
-    Drawing is single-threaded Python that holds the GIL (a thread would not help), and when a
-    comparison writes its report the other CPUs are idle: on Linux with 2 or more usable CPUs, a
-    forked process draws every second figure meanwhile (on the course's 2-core CPU the main job's
-    report took 1.2 s drawn here alone, 0.8 s shared: medians, ``benchmarks/RESULTS.md``). If that
-    process fails, its figures are drawn here: nothing is lost, and an error in a drawing is
-    raised here as it would be without the second process.
 
     Args:
         drawings: ``{stem: a function returning a new Figure}``; each figure is closed once drawn.
         folder: an existing folder.
     """
-    from tutorial_lib.runtime import start_forked, usable_cpus
-
-    folder = Path(folder)
-    stems = list(drawings)
-    mine, theirs = dict(drawings), {stem: drawings[stem] for stem in stems[1::2]}
-    child = None
-    if theirs and sys.platform.startswith("linux") and usable_cpus() > 1:
-        mine = {stem: drawings[stem] for stem in stems[::2]}
-        child = start_forked(_draw_in_child, theirs, folder)
-    try:
-        _write_pngs(mine, folder)
-    finally:
-        if child is not None:
-            child.join()
-    if child is not None and child.exitcode != 0:  # draw them here; what fails again raises
-        _write_pngs(theirs, folder)
+    _write_pngs(drawings, Path(folder))
 
 
 def _mean_probs(probs: Tensor) -> Tensor:

@@ -4,7 +4,9 @@ The same table renders three ways: a rich table in a terminal (``__rich__``), cl
 notebook (``_repr_html_``, no ANSI codes) and Markdown for the book (``to_markdown``); it is also
 a pandas DataFrame (``to_dataframe``). Rows are grouped as the reference tutorial's tables, plus
 the metrics after temperature scaling (keys ``ts/...``) and the cost (parameters, FLOPs, time).
-With several seeds each cell shows ``mean ± std`` (sample standard deviation over seeds).
+With several seeds each cell shows ``mean ± std`` (sample standard deviation over seeds). Each
+row's label, arrow, unit and format come from the metric's entry in
+:mod:`tutorial_lib.metric_registry`.
 
 :func:`verdicts` turns a table into sentences computed from it: on which metrics a model beats a
 baseline, on which it loses, and where the difference is **within noise** (see :func:`judge`).
@@ -18,47 +20,26 @@ import math
 import sys
 from collections.abc import Mapping
 
-from tutorial_lib.metrics.evaluate import HIGHER_IS_BETTER
-
-CALIBRATED = "ts/"  # prefix of the metrics after temperature scaling
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "Classification": ("cls/Acc", "cls/Brier", "cls/NLL", "cls/Entropy"),
-    "Calibration": ("cal/ECE", "cal/aECE", "cal/MCE", "cal/GL"),
-    "OOD Detection": ("ood/AUROC", "ood/AUPR", "ood/FPR95", "ood/Entropy"),
-    "Selective Classification": ("sc/AURC", "sc/AUGRC", "sc/Cov@5Risk", "sc/Cov@1Risk",
-                                 "sc/Risk@80Cov"),
-    "Ensemble Diversity": (
-        "ens/Disagreement", "ens/Entropy", "ens/MI",
-        "ood/ens_Disagreement", "ood/ens_Entropy", "ood/ens_MI",
-    ),
-    "After temperature scaling (T fitted on validation)": (
-        "ts/T", "ts/cls/Acc", "ts/cls/NLL", "ts/cls/Brier", "ts/cal/ECE", "ts/cal/aECE",
-        "ts/ood/AUROC", "ts/ood/FPR95", "ts/sc/AURC",
-    ),
-    "Cost": ("cplx/params", "cplx/flops_per_image", "cplx/fit_s", "cplx/images_per_s"),
-}  # fmt: skip
-
-PERCENT_NAMES = {"Acc", "ECE", "aECE", "MCE", "AUROC", "AUPR", "FPR95", "AURC", "AUGRC"}
-INTEGER_KEYS = {"cplx/params", "cplx/flops_per_image", "cplx/flops_batch", "cplx/images_per_s"}
-# cost: lower is better (throughput: higher), shown with an arrow but never in a verdict's count
-COST_DIRECTION = {
-    "cplx/params": False,
-    "cplx/flops_per_image": False,
-    "cplx/flops_batch": False,
-    "cplx/fit_s": False,
-    "cplx/images_per_s": True,
-}
+from tutorial_lib.metric_registry import CALIBRATED, SCALABLE, Section, lookup
+from tutorial_lib.metric_registry import SECTIONS as FAMILIES
 
 
-def _base(key: str) -> str:
-    """The metric behind a key: ``"ts/cal/ECE"`` -> ``"cal/ECE"``."""
-    return key[len(CALIBRATED) :] if key.startswith(CALIBRATED) else key
+def _section_keys(family: Section) -> tuple[str, ...]:
+    keys = tuple(m.key for m in family.metrics)
+    if "ts/T" in keys:  # then every metric recomputed after temperature scaling, as ts/<key>
+        keys += tuple(f"{CALIBRATED}{k}" for k in SCALABLE)
+    return keys
 
 
-# the metrics a verdict weighs (each family once; descriptive and redundant rows left out)
+# the table's sections: their keys, in the registry's order
+SECTIONS: dict[str, tuple[str, ...]] = {family.title: _section_keys(family) for family in FAMILIES}
+
+
+# the metrics a verdict weighs (each family once; redundant rows left out, descriptive ones never)
 VERDICT_KEYS = ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE", "cal/GL", "ood/AUROC",
                 "ood/AUPR", "ood/FPR95", "sc/AURC", "sc/AUGRC")  # fmt: skip
 VERDICT_KEYS += tuple(f"{CALIBRATED}{k}" for k in ("cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE"))
+VERDICT_KEYS = tuple(k for k in VERDICT_KEYS if lookup(k).higher_is_better is not None)
 
 
 def ranked(key: str, value: float) -> float:
@@ -68,46 +49,42 @@ def ranked(key: str, value: float) -> float:
 
 
 def direction(key: str) -> bool | None:
-    """True if higher is better, False if lower is better, None if neither (descriptive)."""
-    return COST_DIRECTION.get(key, HIGHER_IS_BETTER.get(_base(key)))
-
-
-def _is_percent(key: str) -> bool:
-    name = _base(key).split("/", 1)[-1]
-    return name in PERCENT_NAMES or name.startswith(("Cov@", "Risk@"))
+    """True if higher is better, False if lower is better, None if neither (descriptive, or a key
+    with no entry in :mod:`tutorial_lib.metric_registry`)."""
+    metric = lookup(key)
+    return None if metric is None else metric.higher_is_better
 
 
 def format_value(key: str, value: float | None, spread: float | None = None) -> str:
-    """``"99.12%"``, ``"99.12 ± 0.05%"``, ``"44,426"``, ``"0.01234 ± 0.00100"``, ``"n/a"``."""
+    """``"99.12%"``, ``"99.12 ± 0.05%"``, ``"44,426"``, ``"8.6 s"``, ``"0.01234 ± 0.00100"``,
+    ``"n/a"``, as the metric's registered format says (a key with no entry: 5 decimals)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     pm = spread is not None and not math.isnan(spread)
-    if key in INTEGER_KEYS:
+    metric = lookup(key)
+    kind, digits = (metric.format, metric.digits) if metric else ("decimal", 5)
+    if kind == "integer":
         return f"{value:,.0f}" + (f" ± {spread:,.0f}" if pm and spread else "")
-    if key.endswith("_s"):
+    if kind == "seconds":
         return f"{value:.1f}" + (f" ± {spread:.1f}" if pm else "") + " s"
-    if _is_percent(key):
+    if kind == "percent":
         return f"{100 * value:.2f}" + (f" ± {100 * spread:.2f}" if pm else "") + "%"
-    digits = 3 if key == "ts/T" else 5
     return f"{value:.{digits}f}" + (f" ± {spread:.{digits}f}" if pm else "")
 
 
 def short_label(key: str) -> str:
-    """The metric's display name, without arrow or unit (``"OOD Entropy"``, ``"ECE"``)."""
-    if key == "ts/T":
-        return "temperature T"
-    base = _base(key)
-    name = base.split("/", 1)[-1].replace("ens_", "ens. ")
-    name = {"fit_s": "training time", "images_per_s": "training images/s"}.get(name, name)
-    if base.startswith("ood/") and not name.startswith(("AU", "FPR")):
-        name = f"OOD {name}"
-    return name
+    """The metric's display name, without arrow or unit (``"OOD predictive entropy"``,
+    ``"T-scaled ECE"``); a key with no entry shows as itself."""
+    metric = lookup(key)
+    return key if metric is None else metric.label
 
 
 def label(key: str) -> str:
     """Row label: the metric name, its arrow (↑ higher / ↓ lower is better) and unit."""
+    metric = lookup(key)
     arrow = {True: " ↑", False: " ↓"}.get(direction(key), "")
-    return f"{short_label(key)}{arrow}{' (%)' if _is_percent(key) else ''}"
+    unit = f" ({metric.unit})" if metric is not None and metric.unit else ""
+    return f"{short_label(key)}{arrow}{unit}"
 
 
 class MetricTable:
@@ -296,10 +273,9 @@ def verdicts(table: MetricTable, baseline: str) -> list[str]:
                 continue
             if math.isnan(value) or math.isnan(other):
                 continue
-            label_ = ("T-scaled " if key.startswith(CALIBRATED) else "") + short_label(key)
             verdict = judge(ranked(key, value), table.std(name, key), ranked(key, other),
                             table.std(baseline, key), better)  # fmt: skip
-            found[verdict].append(label_)
+            found[verdict].append(short_label(key))
         noise = "" if table.seeds > 1 else " (one seed: no noise estimate, run several seeds)"
         parts = [f"{name} vs {baseline}{noise}:"]
         parts += [

@@ -187,8 +187,8 @@ class ClassificationRoutine(L.LightningModule):
 
     def _writes_step_logs(self) -> bool:
         """Whether the trainer writes step metrics after this step (every ``log_every_n_steps``
-        optimiser steps). Logging a value that it would not write costs ~0.5 ms of Lightning's
-        bookkeeping per step, as much as a LeNet step's compute on a GPU."""
+        optimiser steps). Logging a value that it would not write costs Lightning's bookkeeping
+        at every step, as much as a LeNet step's compute on a GPU (``benchmarks/RESULTS.md``)."""
         trainer = self._trainer
         if trainer is None:
             return True

@@ -2,8 +2,8 @@
 
 :func:`make_trainer` builds a Lightning Trainer that runs anywhere. Its callbacks:
 
-- :class:`CPUTuning` (on the CPU, on by default, ``cpu_tuning=False`` to turn off): channels-last
-  weights and glibc allocator thresholds, memory handed back after each fit and test;
+- on the CPU, the machine tuning of :func:`tutorial_lib.speed.cpu_tuning_callback`
+  (``cpu_tuning=False`` to turn it off);
 - :class:`DivergenceGuard`: stops training with :class:`TrainingDiverged` when the loss becomes
   NaN/inf or explodes, instead of training on and failing at test time;
 - :class:`ReliabilityFigure`: the reliability diagram of the test set, into TensorBoard;
@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import math
 import os
@@ -27,62 +25,13 @@ from typing import Any
 import lightning as L
 import torch
 
+from tutorial_lib.errors import TrainingDiverged
+from tutorial_lib.speed import cpu_tuning_callback
+
 HPARAM_METRICS = ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC", "sc/AURC")
 # steps between two reads of the training loss (logging, divergence check): each read costs
-# ~0.5 ms of Lightning on the CPU and makes a GPU wait for the step (benchmarks/step_overhead.py)
+# Lightning's bookkeeping and makes a GPU wait for the step (benchmarks/step_overhead.py)
 LOG_EVERY_N_STEPS = 10
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN/inf or exploded; the message says where and what to do."""
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_tuned = False
-
-
-def tune_cpu_allocator() -> bool:
-    """Keep freed activation memory in the process instead of returning it to the OS (glibc only).
-
-    On CPU, each training step allocates and frees the same large activations (28 MB for the first
-    layer of a fused 4-member LeNet at batch 512). glibc serves blocks above 128 KiB-32 MiB with a
-    fresh ``mmap`` and unmaps them on free, so every step pays page faults to zero that memory
-    again; on this course's 2-core machine that made a fused ensemble 30 % slower than running
-    the members one by one. Raising the mmap and trim thresholds lets the heap keep the memory.
-    Costs: the process keeps up to its peak memory until it exits.
-
-    Returns:
-        True when the thresholds were set (Linux with glibc), False elsewhere (no-op).
-    """
-    global _tuned
-    if _tuned:
-        return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
-        return False
-    _tuned = bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30)) and bool(
-        mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    )
-    return _tuned
-
-
-def release_cpu_memory() -> bool:
-    """Hand the heap's free memory back to the OS (glibc ``malloc_trim``); True if it ran.
-
-    :func:`tune_cpu_allocator` keeps freed memory for the next training step; between fits and
-    evaluations that memory only inflates the process (a notebook that trains several models
-    would otherwise creep past the ~2 GB of a Binder session). The trainer calls this after every
-    fit and test on the CPU.
-    """
-    if not _tuned:
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    libc.malloc_trim(0)
-    return True
 
 
 def describe_machine() -> str:
@@ -123,12 +72,13 @@ _GPU_NAMES = {"gpu", "cuda", "mps"}
 def resolved_accelerator(requested: str | None) -> str:
     """What :func:`make_trainer` will use for ``accelerator=requested``, without a warning:
     ``"cpu"``, ``"cuda"``, ``"mps"`` (or the name requested, for other Lightning accelerators)."""
-    return _choose_accelerator(requested, warn=False)
+    return choose_accelerator(requested, warn=False)
 
 
-def _choose_accelerator(requested: str | None, warn: bool = True) -> str:
+def choose_accelerator(requested: str | None, warn: bool = True) -> str:
     """The accelerator to use for a request: ``None``/``"auto"`` picks the best available; a GPU
-    request on a machine without one falls back to the CPU with one warning."""
+    request on a machine without one falls back to the CPU with a warning. A command that trains
+    several runs calls this once and hands the answer to each trainer: one notice per command."""
     have = available_accelerator()
     if requested in (None, "auto"):
         return have
@@ -146,28 +96,6 @@ def _choose_accelerator(requested: str | None, warn: bool = True) -> str:
     if requested == "gpu":
         return have
     return requested
-
-
-class CPUTuning(L.Callback):
-    """On the CPU: channels-last convolution weights (oneDNN's fast path: a LeNet step takes
-    ~16 ms instead of ~20 ms on the course's machine; outputs are the same), and the memory that
-    the tuned allocator kept is released after each fit and test."""
-
-    def _convert(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.strategy.root_device.type == "cpu":
-            pl_module.to(memory_format=torch.channels_last)
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._convert(trainer, pl_module)
-
-    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._convert(trainer, pl_module)
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        release_cpu_memory()
-
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        release_cpu_memory()
 
 
 class DivergenceGuard(L.Callback):
@@ -294,8 +222,7 @@ def make_trainer(
     - :class:`DivergenceGuard`: a NaN or exploding loss stops the fit with a clear message;
     - no checkpoints, no sanity validation and no model summary by default (the course's models
       train in seconds; pass ``enable_checkpointing=True`` etc. to get them back);
-    - ``cpu_tuning`` (on by default): on the CPU, channels-last weights and the allocator tuning
-      of :func:`tune_cpu_allocator` (memory released after each fit and test).
+    - ``cpu_tuning`` (on by default): on the CPU, :func:`tutorial_lib.speed.cpu_tuning_callback`.
 
     Args:
         max_epochs: number of training epochs.
@@ -304,7 +231,7 @@ def make_trainer(
         version: run folder (default: ``version_N``, the next free number).
         title: title of the TensorBoard figures.
         hparams: extra hyper-parameters for the HParams record (model name, seed, ...).
-        cpu_tuning: apply :class:`CPUTuning` on the CPU.
+        cpu_tuning: apply :func:`tutorial_lib.speed.cpu_tuning_callback` on the CPU.
         overrides: any other ``lightning.Trainer`` argument (``devices``, ``strategy``,
             ``logger=False``, ``callbacks``, ``enable_progress_bar``...).
     """
@@ -314,10 +241,8 @@ def make_trainer(
     if max_epochs < 1:
         raise ValueError(f"max_epochs must be >= 1, got {max_epochs}.")
     _quiet_lightning()
-    accelerator = _choose_accelerator(overrides.pop("accelerator", None))
+    accelerator = choose_accelerator(overrides.pop("accelerator", None))
     cpu_tuning = cpu_tuning and accelerator == "cpu"
-    if cpu_tuning:
-        tune_cpu_allocator()
     logger = overrides.pop("logger", None)
     if logger is None:
         logger = TensorBoardLogger(save_dir=str(log_dir), name=name, version=version,
@@ -326,7 +251,7 @@ def make_trainer(
     progress = sys.stderr.isatty() if progress is None else progress
     callbacks: list[L.Callback] = [DivergenceGuard()]
     if cpu_tuning:
-        callbacks.append(CPUTuning())
+        callbacks.append(cpu_tuning_callback())
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if logger:

@@ -1,34 +1,50 @@
-"""Training runs side by side on the CPU: forked worker processes with one thread each.
+"""Training runs side by side on the CPU: a standard-library process pool, one thread a run.
 
-LeNet-sized networks use a second CPU thread poorly: the convolutions are small, and much of a
-fit (Python, Lightning's loop, the optimiser's small tensors, validation, test metrics, figures)
-runs on one thread anyway. On the course's 2-core CPU, the main job's three fits and tests took
-1.3-1.4x less time each with two threads than with one, while three of them side by side, one
-thread each, finished in 22.7 s instead of 29.6 s one after another (``benchmarks/RESULTS.md``).
+A LeNet-sized network uses a second CPU thread poorly (small convolutions; much of a fit is
+Python and one-threaded bookkeeping), so on a CPU with several cores, several runs side by side,
+one thread each, finish sooner than the same runs one after another with every thread
+(``benchmarks/RESULTS.md`` measures it).
 
-:func:`plan_workers` decides, from the number of runs, the accelerator and the CPUs this process
-may use (:func:`tutorial_lib.runtime.usable_cpus`), whether runs go side by side;
-:func:`run_side_by_side` runs them and yields each result as it finishes.
+:func:`plan_workers` decides whether runs go side by side; :func:`run_side_by_side` runs them
+with :class:`concurrent.futures.ProcessPoolExecutor` and yields each result as it finishes.
 
-The thread count changes how a CPU adds up a convolution's terms, so a run trained on one thread
-differs from the same run on two in the last bits of its weights (accuracies move in the second
-decimal, as between two machines); a plan is fixed by the machine and the number of runs, so the
-same command on the same machine gives the same numbers. ``workers=1`` trains one run after
-another with every thread.
+- **Linux only.** The pool forks (the workers inherit the job and the data, nothing is pickled on
+  the way in). Forking after torch is loaded is unsafe on macOS, and Windows cannot fork: there,
+  runs go one at a time, whatever ``workers`` says.
+- **Workers die with their parent.** Each worker asks the kernel for SIGKILL when its parent
+  dies (``PR_SET_PDEATHSIG``), so a closed terminal, a CI timeout, SIGTERM or ``kill -9`` of the
+  command leaves no worker behind.
+- **A dead worker is one line**: :class:`~tutorial_lib.errors.WorkerDied`, naming ``--workers 1``.
+
+The thread count changes how a CPU adds up a convolution's terms, so a run on one thread differs
+from the same run on two in the last bits of its weights (as between two machines). The plan
+depends only on the machine and the number of runs: the same command on the same machine gives
+the same numbers.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import pickle
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from tutorial_lib.runtime import available_memory, start_forked, usable_cpus
+from tutorial_lib.errors import WorkerDied
+from tutorial_lib.runtime import available_memory, usable_cpus
+
+
+def can_fork_workers() -> bool:
+    """True where runs may go side by side: Linux (fork is safe there, and the kernel can tie a
+    child's life to its parent's)."""
+    return sys.platform.startswith("linux")
 
 
 @dataclass(frozen=True)
@@ -37,9 +53,7 @@ class WorkerPlan:
 
     Attributes:
         workers: processes running side by side; 1 runs everything here, one run after another.
-        threads: torch threads per run: every thread of the CPUs for one run at a time, 1 in
-            each worker process (a forked process runs on one, see
-            :func:`~tutorial_lib.runtime.start_forked`).
+        threads: torch threads per run: every usable CPU for one run at a time, 1 in each worker.
     """
 
     workers: int
@@ -57,8 +71,8 @@ class WorkerPlan:
 
 
 WORKER_MEMORY = 384 * 2**20
-"""Memory kept free per automatic worker: a worker of the course's runs peaked at 93-215 MiB of
-its own (LeNet to a deep ensemble of 4 on the full data, ``benchmarks/RESULTS.md``)."""
+"""Memory kept free per automatic worker (a worker of the course's runs peaks at a few hundred
+MiB; ``benchmarks/RESULTS.md``)."""
 
 
 def plan_workers(
@@ -70,19 +84,18 @@ def plan_workers(
 ) -> WorkerPlan:
     """How many worker processes to use for ``runs`` independent runs.
 
-    ``requested = 0`` (auto): on the CPU with at least 2 usable CPUs and at least 2 runs that can
-    keep every CPU busy (``cpus <= runs + 1``), ``min(runs, cpus + 1)`` workers with one thread
-    each (one more than the CPUs, so that a short run finishing early leaves no CPU idle while the
-    longer ones go on), and no more than the free memory holds (:data:`WORKER_MEMORY` each: on
-    Binder's 2 GB a notebook may get fewer, or none); otherwise one run at a time with every
-    CPU's thread. Forked processes cannot use an accelerator that the parent initialised, and a
-    GPU already runs one run's kernels in parallel: on a GPU (or MPS) it is always one at a time.
+    ``requested = 0`` (automatic): on Linux, on the CPU, with at least 2 usable CPUs and at least
+    2 runs that can keep every CPU busy (``cpus <= runs + 1``), ``min(runs, cpus + 1)`` workers
+    with one thread each (one more than the CPUs, so that a run finishing early leaves no CPU
+    idle), and no more than the free memory holds (:data:`WORKER_MEMORY` each); otherwise one run
+    at a time with every thread. A GPU already runs one run's kernels in parallel, and forked
+    processes cannot use a GPU the parent initialised: there it is always one at a time, and so
+    it is on systems other than Linux (:func:`can_fork_workers`).
 
     Args:
         runs: the number of (model, seed) runs.
-        requested: 0 for auto, else the number of workers wanted (capped at ``runs``; more than
-            one needs the CPU).
-        accelerator: the accelerator the runs will use (``"cpu"``, ``"cuda"``, ``"mps"``).
+        requested: 0 for automatic, else the number of workers wanted (capped at ``runs``).
+        accelerator: the accelerator the runs use (``"cpu"``, ``"cuda"``, ``"mps"``).
         cpus: usable CPUs (default: :func:`~tutorial_lib.runtime.usable_cpus`).
         memory: free bytes (default: :func:`~tutorial_lib.runtime.available_memory`); only the
             automatic plan looks at it.
@@ -100,6 +113,8 @@ def plan_workers(
                 "--workers 1 (or 0), or --accelerator cpu."
             )
         return WorkerPlan(1, cpus)
+    if not can_fork_workers():
+        return WorkerPlan(1, cpus)
     if requested:
         workers = min(requested, max(runs, 1))
     elif cpus >= 2 and runs >= 2 and cpus <= runs + 1:
@@ -111,7 +126,28 @@ def plan_workers(
     return WorkerPlan(workers, 1 if workers > 1 else cpus)
 
 
-_job: Callable[[int], Any] | None = None  # the forked workers' job, inherited (never pickled)
+_PR_SET_PDEATHSIG = 1
+_job: Callable[[int], Any] | None = None  # the workers' job, inherited through the fork
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked child on Linux: be killed (SIGKILL) when the parent ``parent`` dies, and exit
+    at once if it already has (it may die between the fork and this call)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _start_worker(parent: int) -> None:
+    """A worker's start: tied to its parent, Ctrl+C left to the parent, one torch thread."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers
+    # a notebook kernel's streams talk to a thread that a fork does not copy: the real ones
+    sys.stdout = sys.__stdout__ or sys.stdout
+    sys.stderr = sys.__stderr__ or sys.stderr
+    if "torch" in sys.modules:  # the parent's OpenMP threads do not survive the fork
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _picklable(error: BaseException) -> BaseException:
@@ -122,30 +158,24 @@ def _picklable(error: BaseException) -> BaseException:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
-def _work(tasks: Any, results: Connection, lock: Any) -> None:
-    """A worker: run the jobs whose indices come from ``tasks`` until ``None``; send each
-    ``(index, ok, pickled result or exception)`` to the parent."""
-    # Ctrl+C reaches the parent, which stops the workers; a worker must not die on its own
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _run(index: int) -> bytes:
+    """Run job ``index`` in a worker; its result pickled here with the standard pickler
+    (tensors by value: no shared-memory handles that die with the worker)."""
     assert _job is not None
-    while (index := tasks.get()) is not None:
-        try:  # the standard pickler: tensors by value, no shared-memory handles
-            message = (index, True, pickle.dumps(_job(index), protocol=pickle.HIGHEST_PROTOCOL))
-        except BaseException as error:  # SystemExit, Ctrl+C's RunInterrupted too: reported,
-            message = (index, False, _picklable(error))  # not a silently missing result
-        with lock:
-            results.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    try:
+        result = _job(index)
+    except BaseException as error:  # SystemExit, RunInterrupted too: raised in the parent
+        raise _picklable(error) from None
+    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _lost(ended: list[Any]) -> RuntimeError:
-    """The error for runs whose worker ended before sending them (every one of ``ended`` has)."""
-    for process in ended:
-        process.join()
-    code = next((process.exitcode for process in ended if process.exitcode), 0)
-    return RuntimeError(
-        f"a worker process ended (exit code {code}) before its run did: killed, or out of memory? "
-        "Run one at a time with --workers 1."
-    )
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Kill every worker now (a run may be mid-epoch), then shut the pool down."""
+    processes = getattr(executor, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.exitcode is None:
+            process.kill()
+    executor.shutdown(wait=True, cancel_futures=True)
 
 
 def run_side_by_side(
@@ -153,12 +183,11 @@ def run_side_by_side(
 ) -> Iterator[tuple[int, Any]]:
     """``job(i)`` for ``i`` in ``range(count)``; yields ``(i, result)`` as each one finishes.
 
-    With ``plan.workers == 1`` the jobs run here, in order. Otherwise ``plan.workers`` processes
-    forked from this one (Linux and macOS; they inherit ``job`` and everything it reads, nothing
-    is pickled on the way in) take the jobs in order, one torch thread each, and
-    send each result back pickled. An exception in a job (even a ``BaseException``) is raised
-    here, as it would be without workers; a worker that dies (killed, out of memory) raises a
-    ``RuntimeError`` instead of a wait for ever. When the caller stops early (that exception,
+    With ``plan.workers == 1`` (or fewer than 2 jobs, or off Linux) the jobs run here, in order.
+    Otherwise a fork-based :class:`~concurrent.futures.ProcessPoolExecutor` of ``plan.workers``
+    processes (see the module docstring) runs them. An exception in a job is raised here, as it
+    would be without workers; a worker that dies (killed, out of memory) raises
+    :class:`~tutorial_lib.errors.WorkerDied`. When the caller stops early (that exception,
     Ctrl+C, a ``break``, ``close()``), every worker is killed at once.
 
     Args:
@@ -167,45 +196,33 @@ def run_side_by_side(
         plan: from :func:`plan_workers`.
     """
     global _job
-    if not plan.side_by_side or count < 2:
+    if not plan.side_by_side or count < 2 or not can_fork_workers():
         for index in range(count):
             yield index, job(index)
         return
-    if sys.platform == "win32":  # no fork
-        raise RuntimeError("running side by side needs fork (Linux, macOS): pass --workers 1.")
-    context = multiprocessing.get_context("fork")
-    tasks = context.SimpleQueue()
-    for index in [*range(count), *[None] * plan.workers]:
-        tasks.put(index)
-    reader, writer = context.Pipe(duplex=False)
-    lock = context.Lock()
     _job = job
-    processes: list[multiprocessing.Process] = []
+    executor = ProcessPoolExecutor(
+        plan.workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_start_worker,
+        initargs=(os.getpid(),),
+    )
     try:
-        for _ in range(plan.workers):
-            processes.append(start_forked(_work, tasks, writer, lock))
-        writer.close()  # the workers hold the writing end
-        running = {process.sentinel: process for process in processes}
-        for _ in range(count):
-            while not reader.poll():
-                ended = [running.pop(s) for s in wait([reader, *running]) if s in running]
-                for process in ended:
-                    process.join()  # its exit code (a finished worker: 0, its jobs are sent)
-                if any(process.exitcode for process in ended) and not reader.poll():
-                    raise _lost(ended)
-            try:
-                message = reader.recv_bytes()
-            except EOFError:  # every worker has ended (the pipe is closed): what is missing
-                raise _lost(processes) from None  # will not come
-            index, ok, value = pickle.loads(message)
-            if not ok:
-                raise value
-            yield index, pickle.loads(value)
+        with warnings.catch_warnings():  # Python 3.12+: the threads are OpenMP's, unused after
+            warnings.filterwarnings("ignore", "This process .* is multi-threaded")
+            pending = {executor.submit(_run, index): index for index in range(count)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                try:
+                    value = future.result()
+                except BrokenProcessPool:
+                    raise WorkerDied(
+                        "a worker process ended before its run did (killed, or out of memory?): "
+                        "run one at a time with --workers 1."
+                    ) from None
+                yield index, pickle.loads(value)
     finally:
-        for process in processes:  # SIGKILL: Lightning may have installed a SIGTERM handler
-            if process.exitcode is None:
-                process.kill()
-        for process in processes:
-            process.join()
-        reader.close()
+        _stop(executor)
         _job = None

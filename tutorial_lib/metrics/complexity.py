@@ -52,7 +52,6 @@ def throughput(
 ) -> float:
     """Inference images per second of ``model`` on ``images`` (N, C, H, W), in eval mode, in
     batches of ``batch_size``: the median of ``repeats`` timed passes after one warm-up pass.
-    On the CPU the model and the batches are in channels-last format (as the trainer trains).
 
     Raises:
         ValueError: no images, or ``repeats`` < 1.
@@ -63,9 +62,7 @@ def throughput(
     device = next(model.parameters(), torch.zeros(())).device
     was_training = model.training
     model.eval()
-    fmt = torch.channels_last if device.type == "cpu" else torch.contiguous_format
-    model.to(memory_format=fmt)
-    batches = [b.to(device).contiguous(memory_format=fmt) for b in images.split(batch_size)]
+    batches = [b.to(device) for b in images.split(batch_size)]
     times = []
     try:
         for _ in range(repeats + 1):

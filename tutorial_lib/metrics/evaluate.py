@@ -2,13 +2,17 @@
 
 Keys (values are fractions, never percentages):
 
-- ``cls/Acc``, ``cls/Brier``, ``cls/NLL``, ``cls/Entropy`` on the mean probabilities p̄;
+- ``cls/Acc``, ``cls/Brier``, ``cls/NLL``, ``cls/Entropy`` (predictive entropy H(p̄)) on the mean
+  probabilities p̄;
 - ``cal/ECE``, ``cal/MCE`` (15 equal-width bins), ``cal/aECE`` (15 equal-mass bins);
 - ``sc/AURC``, ``sc/AUGRC``, ``sc/Cov@5Risk``, ``sc/Cov@1Risk``, ``sc/Risk@80Cov`` (selective
   classification);
 - with an OOD set: ``ood/AUROC``, ``ood/AUPR``, ``ood/FPR95``, ``ood/Entropy``;
-- for ensembles (M >= 2): ``ens/Disagreement``, ``ens/Entropy``, ``ens/MI`` on the ID set, and
-  ``ood/ens_Disagreement``, ``ood/ens_Entropy``, ``ood/ens_MI`` on the OOD set.
+- for ensembles (M >= 2): ``ens/Disagreement``, ``ens/Entropy`` (expected entropy, the members'
+  mean H(p_m)), ``ens/MI`` on the ID set, and ``ood/ens_Disagreement``, ``ood/ens_Entropy``,
+  ``ood/ens_MI`` on the OOD set.
+
+Each key's label, direction, format and definition: :mod:`tutorial_lib.metric_registry`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from tutorial_lib.metric_registry import METRICS
 from tutorial_lib.metrics.calibration import AdaptiveCalibrationError, CalibrationError
 from tutorial_lib.metrics.classification import BrierScore, MeanEntropy, NegativeLogLikelihood
 from tutorial_lib.metrics.diversity import EnsembleDiversity
@@ -29,14 +34,13 @@ from tutorial_lib.metrics.validation import check_probs, check_targets
 
 N_BINS = 15
 
-# True: higher is better; False: lower is better; absent: neither (descriptive). Reports read it.
+# True: higher is better; False: lower is better; absent: neither (descriptive). From each
+# metric's entry in tutorial_lib.metric_registry, which the reports read too.
 HIGHER_IS_BETTER: dict[str, bool] = {
-    "cls/Acc": True, "cls/Brier": False, "cls/NLL": False,
-    "cal/ECE": False, "cal/aECE": False, "cal/MCE": False, "cal/GL": False,
-    "ood/AUROC": True, "ood/AUPR": True, "ood/FPR95": False, "ood/Entropy": True,
-    "sc/AURC": False, "sc/AUGRC": False, "sc/Cov@5Risk": True, "sc/Risk@80Cov": False,
-    "sc/Cov@1Risk": True, "ood/ens_MI": True,
-}  # fmt: skip
+    key: metric.higher_is_better
+    for key, metric in METRICS.items()
+    if metric.higher_is_better is not None
+}
 
 
 class UncertaintyMetrics(nn.Module):
