@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import matplotlib
 import pytest
@@ -23,3 +27,21 @@ def real_root(tmp_path_factory):
     for name in ("MNIST", "FashionMNIST"):
         data.prepare(name, root, os.environ.get("TUTORIAL_DATA_MIRROR"))
     return root
+
+
+@contextmanager
+def lock_held_elsewhere(lock, what: str) -> Iterator[int]:
+    """Another process holds ``files.folder_lock(lock, what)`` while the block runs; yields its
+    process id. It is killed afterwards (which frees the lock)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from tutorial_lib import files\n"
+         f"with files.folder_lock({str(lock)!r}, {what!r}):\n"
+         "    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

@@ -73,3 +73,14 @@ def test_bad_input(logits, targets, match):
 def test_bad_temperature():
     with pytest.raises(ValueError, match="temperature must be > 0"):
         apply_temperature(torch.full((2, 2), 0.5), 0.0)
+
+
+def test_probabilities_passed_as_logits_are_refused():
+    torch.manual_seed(0)
+    logits = torch.randn(500, 10) * 4
+    targets = torch.distributions.Categorical(logits=logits / 2).sample()
+    with pytest.raises(ValueError, match=r"got probabilities .* pass the logits"):
+        fit_temperature(logits.softmax(-1), targets)  # silently a wrong T before
+    assert fit_temperature(ensemble_logits(logits.softmax(-1)), targets) == pytest.approx(
+        fit_temperature(logits, targets), rel=1e-3
+    )  # the remedy the message names

@@ -1,4 +1,4 @@
-"""The evidence behind the chapters: committed results, and the noise rule applied to them."""
+"""The evidence behind the chapters: committed results, and the verdict test applied to them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,18 @@ import pytest
 
 from tutorial_lib import claims
 
+
+def _model(nll: list[float], ece: list[float], ts_ece: list[float]) -> dict:
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    return {
+        "metrics": {"cls/NLL": mean(nll), "cal/ECE": mean(ece)},
+        "std": {"cls/NLL": 0.0, "cal/ECE": 0.0},
+        "seeds": [{"cls/NLL": n, "cal/ECE": e} for n, e in zip(nll, ece, strict=True)],
+        "calibrated": {"metrics": {"cal/ECE": mean(ts_ece)}, "std": {"cal/ECE": 0.001},
+                       "seeds": [{"cal/ECE": e} for e in ts_ece]},
+    }  # fmt: skip
+
+
 RESULTS = {
     "complete": True,
     "config": {"models": ["lenet", "deep-ensemble-2"], "seeds": 3, "dataset": "mnist",
@@ -15,13 +27,9 @@ RESULTS = {
                "batch_size": 512, "recipe": "default", "lr": None, "train_subset": None,
                "eval_subset": None},
     "models": {
-        "LeNet": {"metrics": {"cls/NLL": 0.050, "cal/ECE": 0.004},
-                  "std": {"cls/NLL": 0.002, "cal/ECE": 0.001},
-                  "calibrated": {"metrics": {"cal/ECE": 0.003}, "std": {"cal/ECE": 0.001}}},
-        "Deep Ensemble (M=2)": {"metrics": {"cls/NLL": 0.040, "cal/ECE": 0.0045},
-                                "std": {"cls/NLL": 0.003, "cal/ECE": 0.001},
-                                "calibrated": {"metrics": {"cal/ECE": 0.0012},
-                                               "std": {"cal/ECE": 0.0002}}},
+        "LeNet": _model([0.050, 0.052, 0.048], [0.004, 0.005, 0.003], [0.003, 0.0032, 0.0028]),
+        "Deep Ensemble (M=2)": _model([0.040, 0.041, 0.039], [0.0045, 0.0035, 0.0055],
+                                      [0.0012, 0.0013, 0.0011]),
     },
 }  # fmt: skip
 
@@ -39,10 +47,14 @@ def course(tmp_path, monkeypatch):
 def test_verdicts_on_results(course):
     results = claims.load_results("mnist")
     de, lenet = "Deep Ensemble (M=2)", "LeNet"
-    assert claims.verdict(results, de, lenet, "cls/NLL") == "better"  # 0.010 > 0.005
-    assert claims.verdict(results, de, lenet, "cal/ECE") == "within noise"
+    assert claims.verdict(results, de, lenet, "cls/NLL") == "better"
+    assert claims.verdict(results, lenet, de, "cls/NLL") == "worse"
+    assert claims.verdict(results, de, lenet, "cal/ECE") == "not distinguishable"
     assert claims.verdict(results, de, lenet, "ts/cal/ECE") == "better"  # after scaling
-    assert claims.value(results, lenet, "ts/cal/ECE") == (0.003, 0.001)
+    assert claims.value(results, lenet, "ts/cal/ECE") == (pytest.approx(0.003), 0.001)
+    assert claims.values(results, lenet, "ts/cal/ECE") == [0.003, 0.0032, 0.0028]
+    with pytest.raises(KeyError, match="no per-seed ood/AUROC"):
+        claims.values(results, lenet, "ood/AUROC")
     with pytest.raises(ValueError, match="no better direction"):
         claims.verdict(results, de, lenet, "cls/Entropy")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 
 import nbformat
@@ -102,6 +103,7 @@ def test_a_missing_data_set_says_what_to_do(tmp_path, capsys, monkeypatch):
     assert cli.main(argv) == cli.EXIT_FAILED
     err = capsys.readouterr().err
     assert "data problem" in err and "TUTORIAL_DATA_MIRROR" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "empty").exists()  # nothing left
 
 
 def test_out_is_a_file_and_divergence_have_their_own_messages(real_root, tmp_path, capsys):
@@ -112,7 +114,8 @@ def test_out_is_a_file_and_divergence_have_their_own_messages(real_root, tmp_pat
     code = cli.main(["compare", *common, "--lr", "1e6", "--out", str(tmp_path / "o")])
     assert code == cli.EXIT_DIVERGED
     err = capsys.readouterr().err
-    assert "training diverged at epoch 0" in err and "lower the learning rate" in err
+    assert "training diverged at epoch 0" in err and "lower the learning rate (--lr)." in err
+    assert "use the default recipe" not in err  # it was the default recipe that diverged
     assert len(err.strip().splitlines()) == 1
 
 
@@ -189,8 +192,14 @@ def test_help_book_and_notebooks_do_not_import_torch(tmp_path):
     ("error", "line", "code"),
     [
         (MemoryError(""), "out of memory (run one at a time: --workers 1)", 1),
-        (WorkerDied("a worker process ended before its run did: run one at a time with "
-                    "--workers 1."), "a worker process ended", 1),  # fmt: skip
+        (
+            WorkerDied(
+                "a worker process ended before its run did: run one at a time with --workers 1."
+            ),
+            "a worker process ended",
+            1,
+        ),  # fmt: skip
+        (ValueError("a library check failed"), "a library check failed", 1),  # not usage: 1
     ],
 )
 def test_a_worker_or_memory_failure_is_one_line(monkeypatch, capsys, error, line, code):
@@ -203,3 +212,69 @@ def test_a_worker_or_memory_failure_is_one_line(monkeypatch, capsys, error, line
     assert cli.run_command("compare", argparse.Namespace()) == code
     err = capsys.readouterr().err
     assert err.startswith(f"tutorial-lib compare: {line}") and err.count("\n") == 1
+
+
+def test_a_folder_in_use_is_refused_at_once_naming_the_other_process(real_root, tmp_path, capsys):
+    from conftest import lock_held_elsewhere
+
+    out = tmp_path / "o"
+    out.mkdir()
+    with lock_held_elsewhere(out / ".lock", "tutorial-lib compare --out o") as pid:
+        start = time.perf_counter()
+        argv = ["compare", "--profile", "quick", "--models", "lenet", "--data-dir",
+                str(real_root), "--out", str(out)]  # fmt: skip
+        assert cli.main(argv) == cli.EXIT_FAILED
+        assert time.perf_counter() - start < 10  # refused, not queued behind the holder
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"is in use by process {pid} (tutorial-lib compare --out o)" in err
+
+
+def test_a_rerun_sets_the_previous_experiment_aside_and_a_failed_one_keeps_it(
+    real_root, tmp_path, capsys
+):
+    out = tmp_path / "o"
+    argv = ["compare", "--profile", "quick", "--models", "lenet", "--train-subset", "512",
+            "--eval-subset", "300", "--data-dir", str(real_root), "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert cli.main(argv) == 0
+    assert json.loads((out / "previous" / "results.json").read_text()) == first
+    assert (out / "previous" / "plots").is_dir() and (out / "previous" / "comparison.md").exists()
+    assert "previous experiment" in capsys.readouterr().out
+    second = json.loads((out / "results.json").read_text())
+    assert cli.main([*argv, "--lr", "1e6"]) == cli.EXIT_DIVERGED  # a rerun that fails
+    assert json.loads((out / "previous" / "results.json").read_text()) == second
+    failed = json.loads((out / "results.json").read_text())
+    assert failed["complete"] is False and not (out / "comparison.md").exists()
+
+
+def test_a_notebook_that_fails_or_is_not_json_is_one_line_and_left_as_it_was(tmp_path, capsys):
+    path = make_course(tmp_path / "course", cells=("x = 1", "1 / 0"))
+    before = path.read_bytes()
+    root = ["notebooks", "--root", str(tmp_path / "course"), "--profile", "quick"]
+    assert cli.main(root) == cli.EXIT_FAILED
+    err = capsys.readouterr().err.strip()
+    assert err == ("tutorial-lib notebooks: 01_tiny.ipynb, cell 2: ZeroDivisionError: division "
+                   "by zero (the file is unchanged)")  # fmt: skip
+    assert path.read_bytes() == before
+    path.write_text('{"cells": [')  # a notebook cut short
+    assert cli.main(root) == cli.EXIT_FAILED
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "01_tiny.ipynb is not a valid notebook" in err
+
+
+def test_ctrl_c_in_notebooks_or_pretrain_exits_130_saying_what_happened(monkeypatch, capsys):
+    from tutorial_lib import book, pretrain
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(book, "execute_notebooks", interrupted)
+    assert cli.main(["notebooks"]) == cli.EXIT_INTERRUPTED
+    assert "tutorial-lib notebooks: interrupted after" in capsys.readouterr().err
+    monkeypatch.setattr(pretrain, "pretrain_ensemble", interrupted)
+    assert cli.main(["pretrain", "--out", "somewhere"]) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "interrupted after" in err and "nothing was written to somewhere" in err
+    assert "finished run" not in err

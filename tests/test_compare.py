@@ -64,7 +64,13 @@ def test_results_json_tells_the_truth(two_seeds):
     assert results["run"]["threads_per_run"] == plan.threads
     assert results["run"]["times"] == "CPU seconds"  # one meaning, one at a time or not
     assert results["run"]["accelerator"] == "cpu"
-    # the plan first, then each run as it finishes, in any order
+    # 4 steps of training: a run may stay near chance, and then says so, here and in the file
+    warned = [line for line in lines if line.startswith("Warning: ")]
+    lines = [line for line in lines if line not in warned]
+    assert len(warned) == len(results["run"].get("warnings", []))
+    # the stale logs moved aside, the plan, then each run as it finishes, in any order
+    assert lines.pop(0) == (f"The previous experiment in {config.out} is now in "
+                            f"{config.out}/interrupted | complete=False")  # fmt: skip
     assert lines.pop(0) == (f"4 run(s), {plan.describe()} (times: each run's CPU seconds) "
                             "| complete=False")  # fmt: skip
     assert [line[:5] for line in lines] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
@@ -80,6 +86,8 @@ def test_results_json_tells_the_truth(two_seeds):
     logs = os.path.join(config.out, "lightning_logs")
     assert sorted(os.listdir(os.path.join(logs, "lenet"))) == ["seed0", "seed1"]
     assert "stale.txt" not in os.listdir(os.path.join(logs, "lenet", "seed0"))  # replaced
+    aside = Path(config.out, "interrupted", "lightning_logs", "lenet", "seed0", "stale.txt")
+    assert aside.read_text() == "a run of another day"  # set aside with its experiment
     for slug in ("lenet", "deep-ensemble-2"):  # the routine's and the run's hyper-parameters
         hparams = Path(logs, slug, "seed1", "hparams.yaml").read_text()
         assert "lr_mult: 1.0" in hparams and "dataset: mnist" in hparams and "epochs: 1" in hparams
@@ -163,8 +171,11 @@ def test_tables_and_verdicts_carry_the_noise(two_seeds):
     assert f"{100 * acc:.2f} ± {100 * std:.2f}%" in md
     assert "temperature T" in md and "training time" in md
     (verdict,) = comparison.verdicts()
-    assert verdict.startswith("Deep Ensemble (M=2) vs LeNet: better on")
-    assert "within noise on" in verdict and "Cost: 2.00x the parameters" in verdict
+    assert verdict.startswith("Deep Ensemble (M=2) vs LeNet (2 seeds; Welch's t-test, Holm over 4")
+    assert " on Acc" in verdict and "Cost: 2.00x the parameters" in verdict
+    assert comparison.baseline() == "LeNet"
+    other = comparison.verdicts("Deep Ensemble (M=2)")[0]  # any model can be the baseline
+    assert other.startswith("LeNet vs Deep Ensemble (M=2) (2 seeds;")
     with open(os.path.join(comparison.config.out, "comparison.md")) as written:
         assert verdict in written.read()
 
@@ -261,6 +272,27 @@ def test_shift_scores_the_corrupted_sets(real_root):
     expected_gl = grouping_loss(kept["probs"], labels, kept["features"])["GL"]
     assert clean_m["cal/GL"] == pytest.approx(expected_gl)  # computed, not a NaN placeholder
     assert "cal/GL" not in clean_other  # only for the models asked
+
+
+def test_shift_rows_add_scaled_metrics_and_ensemble_mi(real_root):
+    from tutorial_lib.calibration import apply_temperature
+    from tutorial_lib.data import STATS, load_split
+    from tutorial_lib.models import PackedLeNet
+
+    images, labels = load_split("MNIST", False, real_root)
+    images, labels = images[:200], labels[:200]
+    torch.manual_seed(0)
+    lenet, packed = LeNet().eval(), PackedLeNet(num_estimators=2, alpha=2).eval()
+    rows = compare.evaluate_shift({"lenet": lenet, "pe": packed}, images, labels,
+                                  STATS["MNIST"], severities=(2,),
+                                  temperatures={"lenet": 2.0, "pe": None})  # fmt: skip
+    clean_lenet, clean_pe = rows[0], rows[1]
+    kept = predict(lenet, TensorBatchLoader(images, labels, 512, shuffle=False))
+    scaled = evaluate_predictions(apply_temperature(kept["probs"], 2.0), labels)
+    assert clean_lenet["ts/cls/NLL"] == pytest.approx(scaled["cls/NLL"])
+    assert clean_lenet["ts/cls/NLL"] != pytest.approx(clean_lenet["cls/NLL"])
+    assert "ts/cls/NLL" not in clean_pe  # no temperature fitted
+    assert clean_pe["ens/MI"] > 0 and "ens/MI" not in clean_lenet  # members disagree
 
 
 def test_summarize_shift_averages_corruptions_then_seeds():
@@ -393,3 +425,17 @@ def test_an_output_folder_that_cannot_be_written_says_so(tmp_path):
     out = compare.prepare_output(tmp_path / "new")
     assert sorted(os.listdir(out)) == ["plots"]  # the probe file is gone
     assert compare.prepare_output(out) == out  # an existing output folder is fine
+
+
+def test_a_run_near_chance_is_reported():
+    spec = parse_model("lenet")
+    targets = torch.arange(100) % 10
+    chance = torch.full((100, 1, 10), 0.1)
+    chance[:, 0, 3] = 0.2  # always class 3: 10 % right
+    learned = torch.nn.functional.one_hot(targets, 10).float()[:, None] * 0.9 + 0.01
+    result = compare.ModelResult(spec, 0, {}, predictions={"val_probs": chance,
+                                                            "val_targets": targets})  # fmt: skip
+    assert compare.near_chance(result).startswith("validation accuracy 10.0 %, near chance (10 %)")
+    result.predictions["val_probs"] = learned
+    assert compare.near_chance(result) is None
+    assert compare.near_chance(compare.ModelResult(spec, 0, {})) is None  # no validation split

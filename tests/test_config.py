@@ -134,3 +134,19 @@ def test_every_model_kind_has_one_entry_that_builds_it_and_names_its_hparams():
     packed = parse_model("packed", config).hparams  # both packed models used to show "packed"
     assert (packed["alpha"], packed["M"], packed["gamma"]) == (4, 2, 2)
     assert parse_model("packed-2-4", config).hparams["model"] == "packed-2-4-g2"
+
+
+def test_the_baseline_is_one_of_the_models():
+    from tutorial_lib.config import ConfigError, ExperimentConfig
+
+    config = ExperimentConfig(models=("lenet", "packed"), baseline="packed")
+    assert config.baseline == "packed" and "--baseline packed" in config.as_command()
+    with pytest.raises(ConfigError, match="--baseline: 'mc-dropout' is not one of --models"):
+        ExperimentConfig(models=("lenet", "packed"), baseline="mc-dropout")
+
+
+def test_the_command_is_shell_quoted():
+    from tutorial_lib.config import ExperimentConfig
+
+    command = ExperimentConfig(out="my results/run 1").as_command()
+    assert command.endswith("--out 'my results/run 1'")

@@ -103,3 +103,14 @@ def test_bad_input(kwargs, match):
         conformal.conformal_sets(probs * 2, targets, probs)
     with pytest.raises(ValueError, match="classes"):
         conformal.conformal_sets(probs, targets, torch.full((5, 5), 0.2))
+
+
+@pytest.mark.parametrize(
+    ("lam", "k_reg", "match"),
+    [(math.nan, 2, "lam"), (-0.1, 2, "lam"), (0.01, -1, "k_reg"), (0.01, 1.5, "k_reg")],
+)
+def test_raps_refuses_a_penalty_that_would_empty_the_sets(lam, k_reg, match):
+    probs = torch.full((20, 4), 0.25)
+    targets = torch.zeros(20, dtype=torch.long)
+    with pytest.raises(ValueError, match=match):
+        conformal.conformal_sets(probs, targets, probs, method="raps", lam=lam, k_reg=k_reg)

@@ -213,6 +213,23 @@ def test_read_only_root_with_the_files_works_without_a_cache(fake_mirror, tmp_pa
     assert torch.equal(images, expected)
 
 
+def test_a_full_disk_while_caching_is_a_warning_naming_the_cache(fake_mirror, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    raw = data.prepare("MNIST", tmp_path / "root", fake_mirror)
+    expected, _ = data.load_split("MNIST", False, tmp_path / "root", fake_mirror)
+    (raw / "test.uint8.pt").unlink()
+
+    def disk_full(obj, handle):  # what torch.save raises when the write fails
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 0: "
+                           "file write failed")  # fmt: skip
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.warns(UserWarning, match=r"Cannot write the decoded cache .*test.uint8.pt .*is "
+                                         "the disk full"):  # fmt: skip
+        images, _ = data.load_split("MNIST", False, tmp_path / "root", fake_mirror)
+    assert torch.equal(images, expected) and not (raw / "test.uint8.pt").exists()
+
+
 def test_a_root_that_cannot_be_created_says_what_to_do(fake_mirror, tmp_path):
     (tmp_path / "a-file").write_text("")
     with pytest.raises(data.DataRootError, match="TUTORIAL_DATA_DIR"):

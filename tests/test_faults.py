@@ -126,9 +126,11 @@ def test_ctrl_c_during_compare_exits_130_and_saves_what_finished(real_root, tmp_
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
-    assert "interrupted after" in err and "complete: false" in err
+    assert "interrupted after" in err and "1 finished run(s) are in" in err
     results = json.loads((out / "results.json").read_text())
     assert results["complete"] is False and list(results["models"]) == ["LeNet"]
+    # the previous complete experiment was moved aside, not destroyed
+    assert json.loads((out / "previous" / "results.json").read_text()) == stale
 
 
 @pytest.fixture(autouse=True)

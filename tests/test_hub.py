@@ -72,6 +72,10 @@ def test_corrupted_and_wrong_architecture_checkpoints(tmp_path):
         hub.load_member(tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="source"):
         hub.load_pretrained_ensemble("cloud")
+    state = {f"model.{k}": v for k, v in LeNet(3, 10).state_dict().items()}  # colour images
+    torch.save({"state_dict": state}, tmp_path / "rgb.ckpt")
+    with pytest.raises(hub.PretrainedError, match="3-channel images; the course's images have 1"):
+        hub.load_member(tmp_path / "rgb.ckpt")
 
 
 @pytest.fixture
@@ -189,3 +193,28 @@ def test_hub_files_of_wrong_size_are_refused_and_network_errors_wrapped(offline_
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", broken)
     with pytest.raises(hub.PretrainedError, match="ProxyError: 407 Proxy"):
         hub.load_pretrained_ensemble("hub", 1, cache_dir=offline_hub)
+
+
+def test_an_unreachable_hub_fails_at_once_from_the_cache_alone(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    for proxy in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    asked = []
+
+    def no_network(address, timeout=None):
+        asked.append((address, timeout))
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    start = time.perf_counter()
+    with pytest.raises(hub.PretrainedError, match="unreachable .* not in the hub cache"):
+        hub.load_pretrained_ensemble("hub", 1, cache_dir=tmp_path / "empty-cache")
+    assert time.perf_counter() - start < 5 and asked[0][1] == 3.0  # one short probe, no retries
+    models = fill_cache(tmp_path / "cache", n=1)  # cached files still work without the network
+    ensemble = hub.load_pretrained_ensemble("hub", 1, cache_dir=tmp_path / "cache")
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(ensemble(x), models[0](x))

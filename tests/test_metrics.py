@@ -71,6 +71,7 @@ def np_selective(conf, errors):
     ok5, ok1 = np.nonzero(risk <= 0.05)[0], np.nonzero(risk <= 0.01)[0]
     return {
         "sc/AURC": trap(risk),
+        "sc/E-AURC": trap(risk) - trap(np.cumsum(np.sort(e)) / k),
         "sc/AUGRC": trap(cov * risk),
         "sc/Cov@5Risk": cov[ok5[-1]] if len(ok5) else math.nan,
         "sc/Cov@1Risk": cov[ok1[-1]] if len(ok1) else math.nan,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -246,8 +247,11 @@ def test_divergence_stops_training_with_a_clear_message(small_data):
     guard = trainer.DivergenceGuard(factor=20, floor=100, every=1)
     guard.on_train_batch_end(tr, routine, {"loss": torch.tensor(2.3)}, None, 0)
     guard.on_train_batch_end(tr, routine, torch.tensor(99.0), None, 1)  # below the floor: fine
-    with pytest.raises(trainer.TrainingDiverged, match="loss = 101"):
+    with pytest.raises(trainer.TrainingDiverged, match="loss = 101.*or use the default recipe"):
         guard.on_train_batch_end(tr, routine, torch.tensor(101.0), None, 2)
+    guard = trainer.DivergenceGuard(every=1, recipe="default")
+    with pytest.raises(trainer.TrainingDiverged, match=r"lower the learning rate \(--lr\)\.$"):
+        guard.on_train_batch_end(tr, routine, torch.tensor(math.nan), None, 0)
     with pytest.raises(trainer.TrainingDiverged, match="loss = nan"):
         guard.on_train_batch_end(tr, routine, torch.tensor(float("nan")), None, 3)
     sparse = trainer.DivergenceGuard(every=10)  # reads the loss at batches 0, 10, ... and the last

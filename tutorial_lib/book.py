@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tutorial_lib import files
 from tutorial_lib.metric_registry import SECTIONS as FAMILIES
 from tutorial_lib.metric_registry import glossary_entry
 
@@ -250,11 +251,19 @@ def execute_notebooks(
         profile: ``TUTORIAL_PROFILE`` for the kernels.
         timeout: seconds allowed per cell.
 
+    Each notebook is written atomically, and only once every cell ran: a failure leaves the file
+    as it was.
+
     Raises:
         FileNotFoundError: a named notebook does not exist, or the folder has none.
+        NotebookError: a notebook is not valid JSON, or a cell failed (the message names the
+            notebook, the cell and the error).
     """
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from tutorial_lib.errors import NotebookError
 
     folder = Path(folder)
     paths = [folder / n for n in names] if names else sorted(folder.glob("[0-9]*.ipynb"))
@@ -264,10 +273,28 @@ def execute_notebooks(
     os.environ["TUTORIAL_PROFILE"] = profile
     os.environ.pop("MPLBACKEND", None)  # the kernels use the inline backend: figures are stored
     for path in paths:
-        notebook = nbformat.read(path, as_version=4)
+        try:
+            notebook = nbformat.read(path, as_version=4)
+        except (ValueError, KeyError, AttributeError) as err:  # NotJSONError is a ValueError
+            raise NotebookError(f"{path} is not a valid notebook ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0][:120]}): restore it, e.g. git "
+                                f"checkout -- {path.name}") from None  # fmt: skip
         start = time.perf_counter()
         client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
-        client.execute()
-        nbformat.write(notebook, path)
+        try:
+            client.execute()
+        except CellExecutionError as err:
+            raise NotebookError(f"{path.name}, cell {_failed_cell(notebook)}: {err.ename}: "
+                                f"{str(err.evalue).splitlines()[0] if err.evalue else ''} (the "
+                                "file is unchanged)") from None  # fmt: skip
+        files.write_text(path, nbformat.writes(notebook))
         yield path, time.perf_counter() - start
+
+
+def _failed_cell(notebook) -> int | str:
+    """The 0-based index of the first code cell with an error output (``"?"`` if none)."""
+    for index, cell in enumerate(notebook.cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return index
+    return "?"

@@ -33,6 +33,14 @@ def ensemble_logits(probs: Tensor) -> Tensor:
     return mean.clamp_min(torch.finfo(torch.float64).tiny).log()
 
 
+def looks_like_probabilities(values: Tensor) -> bool:
+    """True when every row of (N, C) ``values`` lies in [0, 1] and sums to 1 (to 1e-4): what
+    softmax outputs look like, and logits almost never do."""
+    values = values.detach().double()
+    in_range = bool(((values >= 0) & (values <= 1)).all())
+    return in_range and bool(torch.allclose(values.sum(-1), torch.ones(()).double(), atol=1e-4))
+
+
 def _nll(logits: Tensor, targets: Tensor, log_t: float) -> float:
     scaled = logits / math.exp(log_t)
     return float((scaled.logsumexp(-1) - scaled.gather(1, targets[:, None]).squeeze(1)).mean())
@@ -54,13 +62,19 @@ def fit_temperature(logits: Tensor, targets: Tensor, tolerance: float = 1e-6) ->
         ``T`` as a float.
 
     Raises:
-        ValueError: NaN/inf logits, wrong shapes, labels out of range, or no samples.
+        ValueError: NaN/inf logits, wrong shapes, labels out of range, no samples, or
+            probabilities where logits belong (every row in [0, 1] and summing to 1).
     """
     logits = torch.as_tensor(logits)
     if logits.ndim != 2 or logits.shape[0] == 0 or logits.shape[1] < 2:
         raise ValueError(f"logits must be (N > 0, C >= 2), got {tuple(logits.shape)}.")
     if not logits.is_floating_point() or not torch.isfinite(logits).all():
         raise ValueError("logits must be finite floats (no NaN or inf).")
+    if looks_like_probabilities(logits):
+        raise ValueError(
+            "fit_temperature got probabilities (every row in [0, 1], summing to 1), not logits: "
+            "pass the logits, or ensemble_logits(probs) for probabilities."
+        )
     logits = logits.detach().double()
     targets = check_targets(targets, logits.shape[0], logits.shape[1]).to(logits.device)
     low, high = LOG_T_RANGE

@@ -1,14 +1,15 @@
 """The evidence behind the chapters' sentences: results files, and the checks that claims run.
 
-A chapter states a result ("the deep ensemble's NLL is lower than LeNet's", "within noise on
-MNIST") only next to a code cell that computes it and ``assert``s it. The results it checks are
+A chapter states a result ("the deep ensemble's NLL is lower than LeNet's", "not
+distinguishable on MNIST") only next to a code cell that computes it and ``assert``s it. The
+results it checks are
 those just computed in the full profile (the reference's settings), and in the quick profile
 (CI, smoke tests: too little training to support any claim) the committed full-profile results
 ``data/results/<name>.json``, written by ``tutorial-lib compare`` with the command recorded in
 the file. A stale sentence therefore fails CI.
 
-:func:`verdict` applies the course's noise rule (:func:`tutorial_lib.report.judge`) to two
-models of a results file.
+:func:`verdict` applies the course's test (:func:`tutorial_lib.stats.verdict`: Welch's t-test
+over seeds, 5 % false verdicts when two models are the same) to two models of a results file.
 """
 
 from __future__ import annotations
@@ -18,16 +19,25 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tutorial_lib import stats
 from tutorial_lib.files import find_root
-from tutorial_lib.report import direction, judge, ranked
+from tutorial_lib.report import direction, ranked, seed_values
 
 # what must match between a chapter's full-profile run and the committed results it replaces
 SAME = ("dataset", "seed", "seeds", "epochs", "batch_size", "recipe", "lr", "val_size",
         "train_subset", "eval_subset")  # fmt: skip
 
 
+RESULTS_ENV = "TUTORIAL_RESULTS_DIR"
+
+
 def results_path(name: str, root: str | os.PathLike | None = None) -> Path:
-    """``<course root>/data/results/<name>.json`` (the root found from the current folder)."""
+    """``<course root>/data/results/<name>.json`` (the root found from the current folder), or
+    ``$TUTORIAL_RESULTS_DIR/<name>.json`` when that is set: the tests feed the chapters
+    counterfactual results that way, to check that each claim can fail."""
+    folder = os.environ.get(RESULTS_ENV)
+    if folder:
+        return Path(folder) / f"{name}.json"
     return find_root(root) / "data" / "results" / f"{name}.json"
 
 
@@ -36,12 +46,17 @@ def load_results(name: str, root: str | os.PathLike | None = None) -> dict[str, 
 
     Raises:
         FileNotFoundError: no such results; the message says how to make them.
+        ValueError: not valid JSON, or an interrupted run's; the message names the file.
     """
     path = results_path(name, root)
     if not path.exists():
         raise FileNotFoundError(f"No committed results {path}: run the command in "
                                 "data/results/README.md that makes it.")  # fmt: skip
-    results = json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): restore it (git checkout) or make it "
+                         "again with its command in data/results/README.md.") from None  # fmt: skip
     if not results.get("complete"):
         raise ValueError(f"{path} is from an interrupted run (complete: false): make it again.")
     return results
@@ -81,11 +96,26 @@ def value(results: dict[str, Any], model: str, key: str) -> tuple[float, float |
     return entry["metrics"][key], entry["std"][key]
 
 
-def verdict(results: dict[str, Any], model: str, baseline: str, key: str) -> str:
-    """``"better"``, ``"worse"`` or ``"within noise"``: ``model`` against ``baseline`` on ``key``
-    (means over seeds; within noise when the difference is at most the sum of the stds)."""
+def values(results: dict[str, Any], model: str, key: str) -> list[float]:
+    """A metric's per-seed values; keys ``ts/...`` are after temperature scaling."""
+    found = seed_values(results["models"][model], key)
+    if not found:
+        raise KeyError(f"{model} has no per-seed {key} in these results.")
+    return found
+
+
+def verdict(
+    results: dict[str, Any], model: str, baseline: str, key: str, alpha: float = 0.05
+) -> str:
+    """``"better"``, ``"worse"`` or ``"not distinguishable"``: ``model`` against ``baseline`` on
+    ``key``, by Welch's t-test over seeds at level ``alpha`` (:func:`tutorial_lib.stats.verdict`).
+
+    Raises:
+        ValueError: a metric with no better direction, or fewer than 2 seeds.
+    """
     better = direction(key)
     if better is None:
         raise ValueError(f"{key} has no better direction: no verdict.")
-    (mean, std), (base, base_std) = value(results, model, key), value(results, baseline, key)
-    return judge(ranked(key, mean), std, ranked(key, base), base_std, better)
+    a = [ranked(key, v) for v in values(results, model, key)]
+    b = [ranked(key, v) for v in values(results, baseline, key)]
+    return stats.verdict(a, b, higher_is_better=better, alpha=alpha)

@@ -92,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", allow_abbrev=False, argument_default=argparse.SUPPRESS,
         help="train the models, test them on in- and out-of-distribution data, compare them",
         description="Train each model (with each seed), test it on the ID test set and the OOD "
-        "test set, print the side-by-side comparison (mean ± std over seeds, verdicts that say "
-        "what is within noise) and write results.json, comparison.md, PNG plots and TensorBoard "
-        "logs under --out.",
+        "test set, print the side-by-side comparison (mean ± std over seeds; verdicts against "
+        "--baseline: better, worse or not distinguishable) and write results.json, comparison.md, "
+        "PNG plots and TensorBoard logs under --out.",
     )  # fmt: skip
     add_config_arguments(compare, [f.name for f in dataclasses.fields(ExperimentConfig)])
 
@@ -254,9 +254,15 @@ def run_command(command: str, args: argparse.Namespace) -> int:
         label, code = next((lb, c) for kind, lb, c in KNOWN_ERRORS if isinstance(err, kind))
         print(f"{prefix}: {label}{err}", file=sys.stderr)
         return code
-    except (KeyboardInterrupt, RunInterrupted):
+    except (KeyboardInterrupt, RunInterrupted) as stop:
         out = getattr(getattr(args, "config", None), "out", None)
-        saved = f"; finished runs are in {out}/results.json (complete: false)" if out else ""
+        finished = getattr(stop, "finished", 0)
+        saved = ""
+        if command == "compare" and finished:
+            saved = (f"; {finished} finished run(s) are in {out}/results.json "
+                     "(complete: false)")  # fmt: skip
+        elif command == "pretrain":
+            saved = f"; nothing was written to {out}"
         print(f"{prefix}: interrupted after {time.perf_counter() - start:.0f} s{saved}",
               file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED

@@ -14,7 +14,7 @@
    validation split, fit a temperature there (``calibrate="temperature"``); a
    :class:`ModelResult` per run, saved to ``results.json`` after each one. On a CPU with several
    runs, the runs go side by side in worker processes (:mod:`tutorial_lib.workers`);
-4. **report**: tables (mean ± std over seeds), verdicts that say what is within noise, plots,
+4. **report**: tables (mean ± std over seeds), verdicts (better, worse, not distinguishable), plots,
    TensorBoard runs named ``<model>/seed<k>``, and, with ``shift``, every model on corrupted test
    sets (:func:`evaluate_shift`).
 
@@ -24,6 +24,7 @@ validation split.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import signal
@@ -180,7 +181,7 @@ def fit_and_test(
                               "batch_size": config.batch_size}  # fmt: skip
     trainer = make_trainer(
         config.epochs, spec.slug, log_dir or ".", version=f"seed{seed}", title=spec.name,
-        hparams=hparams, accelerator=accelerator,
+        hparams=hparams, accelerator=accelerator, recipe=config.recipe,
         **({} if log_dir else {"logger": False}),
         **({"enable_progress_bar": False} if worker else {}),  # no bars drawn over each other
     )  # fmt: skip
@@ -252,6 +253,7 @@ def evaluate_shift(
     grouping: bool | Collection[str] = False,
     severities: tuple[int, ...] = SEVERITIES,
     batch_size: int = 1024,
+    temperatures: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Accuracy, NLL, ECE (and the grouping loss) of each model on each corrupted test set.
 
@@ -264,11 +266,14 @@ def evaluate_shift(
             (each estimate fits decision trees, about a second).
         batch_size: images per forward pass (small enough to keep a notebook within Binder's
             memory).
+        temperatures: ``{name: T}`` fitted on the clean validation split: those models' rows
+            add ``"ts/cls/NLL"`` and ``"ts/cal/ECE"``, the same predictions scaled by T.
 
     Returns:
         One row per (model, corruption, severity): ``{"model", "corruption", "severity",
-        "cls/Acc", "cls/NLL", "cal/ECE"[, "cal/GL"]}``; the clean test set once per model
-        (corruption ``"none"``, severity 0).
+        "cls/Acc", "cls/NLL", "cal/ECE"[, "ens/MI"][, "ts/cls/NLL", "ts/cal/ECE"][, "cal/GL"]}``
+        (``ens/MI``, the members' mutual information, for ensembles); the clean test set once
+        per model (corruption ``"none"``, severity 0).
     """
     rows = []
     sets = [("none", 0)] + [(c, s) for c in CORRUPTIONS for s in severities if s > 0]
@@ -281,7 +286,13 @@ def evaluate_shift(
             kept = predict(model, loader, features=with_gl)
             metrics = evaluate_predictions(kept["probs"], labels)
             row = {"model": name, "corruption": corruption, "severity": severity}
-            row |= {k: metrics[k] for k in ("cls/Acc", "cls/NLL", "cal/ECE")}
+            row |= {k: metrics[k] for k in ("cls/Acc", "cls/NLL", "cal/ECE", "ens/MI")
+                    if k in metrics}  # fmt: skip
+            if temperatures and temperatures.get(name) is not None:
+                scaled = evaluate_predictions(
+                    apply_temperature(kept["probs"], temperatures[name]), labels
+                )
+                row |= {f"ts/{k}": scaled[k] for k in ("cls/NLL", "cal/ECE")}
             if with_gl:
                 try:
                     row["cal/GL"] = grouping_loss(kept["probs"], labels, kept["features"])["GL"]
@@ -397,11 +408,23 @@ class Comparison:
         return MetricTable(means, title, spreads if self.config.seeds > 1 else None,
                            seeds=self.config.seeds)  # fmt: skip
 
-    def verdicts(self, baseline: str = "LeNet") -> list[str]:
-        """Computed sentences: each model vs ``baseline`` (better / worse / within noise)."""
+    def baseline(self) -> str:
+        """The name of the model the verdicts judge the others against: ``--baseline``, else
+        the first model."""
+        models = self.config.models
+        chosen = models.index(self.config.baseline) if self.config.baseline else 0
+        return self.config.specs[chosen].name
+
+    def verdicts(self, baseline: str | None = None) -> list[str]:
+        """Computed sentences: each model vs ``baseline`` (default :meth:`baseline`) on the
+        headline metrics: better / worse / not distinguishable (see
+        :func:`tutorial_lib.report.verdicts`)."""
         from tutorial_lib.report import verdicts
 
-        return verdicts(self.table(), baseline) if baseline in self.runs else []
+        baseline = baseline or self.baseline()
+        if baseline not in self.runs:
+            return []
+        return verdicts({name: self.summary(name) for name in self.runs}, baseline)
 
     def predictions(self, name: str, seed_index: int = 0) -> dict[str, Tensor]:
         """The predictions of one model's run (see :class:`ModelResult`)."""
@@ -446,7 +469,7 @@ def prepare_output(out: str | Path) -> Path:
 
 
 @contextmanager
-def _interruptible() -> Iterator[None]:
+def interruptible() -> Iterator[None]:
     """Turn Ctrl+C into :class:`RunInterrupted` while the block runs (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -468,18 +491,50 @@ def prepare(config: ExperimentConfig) -> tuple[MNISTDataModule, Path]:
 
     Returns:
         The data module, set up, and the output folder.
+
+    Folders it created are removed again if a check fails: a failed start leaves no empty
+    ``outputs/`` or ``data/`` behind.
     """
     for spec in config.specs:  # a width that does not split raises here
         build_model(spec)
-    out = prepare_output(config.out)
     data = make_data(config)
-    data.prepare_data()
-    data.setup()
-    if config.pretrained:
-        from tutorial_lib.hub import load_pretrained_ensemble
+    created = [_first_missing(Path(p)) for p in (config.out, data.root)]
+    try:
+        out = prepare_output(config.out)
+        with files.folder_lock(out / LOCK, "checking"):  # in use elsewhere: refused at once
+            pass
+        data.prepare_data()
+        data.setup()
+        if config.pretrained:
+            from tutorial_lib.hub import load_pretrained_ensemble
 
-        load_pretrained_ensemble(config.pretrained)  # reachable and intact
+            load_pretrained_ensemble(config.pretrained)  # reachable and intact
+    except BaseException:
+        for folder in created:
+            if folder is not None:
+                _remove_empty(folder)
+        raise
     return data, out
+
+
+LOCK = ".lock"  # the lock file of a comparison's --out
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what creating it would add)."""
+    path = path.absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` (one this run created) if it holds no file but a lock, only empty
+    folders."""
+    if folder.is_dir() and not any(p.is_file() and p.name != LOCK for p in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def shift_rows(comparison: Comparison, data: MNISTDataModule) -> list[dict[str, Any]]:
@@ -488,10 +543,12 @@ def shift_rows(comparison: Comparison, data: MNISTDataModule) -> list[dict[str, 
     images, labels = data.splits["test"]
     runs = [r for rs in comparison.runs.values() for r in rs]
     models = {f"{r.name}|{r.seed}": r.model for r in runs}
+    temperatures = {f"{r.name}|{r.seed}": r.temperature for r in runs}
     first = {f"{rs[0].name}|{rs[0].seed}" for rs in comparison.runs.values()}
     config = comparison.config
     rows = evaluate_shift(models, images.cpu(), labels.cpu(), (data.mean, data.std),
-                          seed=config.seed, grouping=config.grouping_loss and first)  # fmt: skip
+                          seed=config.seed, grouping=config.grouping_loss and first,
+                          temperatures=temperatures)  # fmt: skip
     for row in rows:
         row["model"], seed = row["model"].rsplit("|", 1)
         row["seed"] = None if seed == "None" else int(seed)
@@ -503,9 +560,14 @@ def run_comparison(
 ) -> Comparison:
     """Train, test and compare the models of ``config``; write results, plots and logs.
 
-    Fails fast (:func:`prepare`). ``<out>/results.json`` is rewritten with ``"complete": false``
-    at the start and after every run, and ``"complete": true`` at the end; on Ctrl+C what
-    finished is saved and :class:`RunInterrupted` is raised.
+    Fails fast (:func:`prepare`). One experiment at a time writes into ``out``: a lock refuses a
+    second one at once (:class:`~tutorial_lib.files.FolderBusy`, naming the other process). The
+    previous experiment's outputs (results, ``comparison.md``, plots, TensorBoard runs) move
+    together to ``<out>/previous`` (``<out>/interrupted`` if it never finished) before anything
+    is written. ``<out>/results.json`` is rewritten with ``"complete": false`` at the start and
+    after every run, and ``"complete": true`` at the end; on Ctrl+C what finished is saved and
+    :class:`RunInterrupted` is raised, its ``finished`` the number of runs saved. A run whose
+    validation accuracy stays near chance is reported (``progress`` and ``info["warnings"]``).
 
     Args:
         config: the experiment (see :class:`~tutorial_lib.config.ExperimentConfig`).
@@ -518,6 +580,32 @@ def run_comparison(
     say = progress or (lambda line: None)
     start = time.perf_counter()
     data, out = prepare(config)
+    with files.folder_lock(out / LOCK, config.as_command()):
+        return _run_locked(config, data, out, say, start)
+
+
+# what one experiment writes into --out (moved aside together when the next one starts)
+OUTPUTS = ("results.json", "comparison.md", "plots", "lightning_logs")
+
+
+def _set_aside_previous(out: Path) -> Path | None:
+    """The previous experiment's outputs go together to ``previous/`` (a complete one) or
+    ``interrupted/``, never left beside the new results, never destroyed before a newer one
+    completes."""
+    results = out / "results.json"
+    try:
+        complete = bool(json.loads(results.read_text()).get("complete"))
+    except (OSError, ValueError, AttributeError):
+        complete = False  # no results, or unreadable: nothing complete to keep
+    return files.set_aside(out, OUTPUTS, complete)
+
+
+def _run_locked(
+    config: ExperimentConfig, data: MNISTDataModule, out: Path, say: Callable[[str], None],
+    start: float,
+) -> Comparison:  # fmt: skip
+    moved = _set_aside_previous(out)
+    (out / "plots").mkdir(exist_ok=True)
     comparison = Comparison(
         config, {"dataset": config.dataset, "id": data.id_name, "ood": data.ood_name,
                  **data.sizes()},
@@ -531,6 +619,8 @@ def run_comparison(
     comparison.info |= {"workers": plan.workers, "threads_per_run": plan.threads,
                         "accelerator": accelerator, "times": times}  # fmt: skip
     comparison.save(out, complete=False)
+    if moved:
+        say(f"The previous experiment in {out} is now in {moved}")
     say(f"{len(runs)} run(s), {plan.describe()} (times: each run's {times})")
 
     def one_run(index: int) -> ModelResult:
@@ -542,14 +632,19 @@ def run_comparison(
     finished: dict[int, ModelResult] = {}
     try:
         # closing(): the workers stop as soon as the loop does (an error, Ctrl+C)
-        with _interruptible(), closing(run_side_by_side(one_run, len(runs), plan)) as results:
+        with interruptible(), closing(run_side_by_side(one_run, len(runs), plan)) as results:
             for done, (index, result) in enumerate(results, start=1):
                 finished[index] = result
                 comparison.runs.clear()  # in the order of the runs, not the order they finished
                 for i in sorted(finished):
                     comparison.add(finished[i])
-                comparison.save(out, complete=False)
                 spec, seed = runs[index]
+                warning = near_chance(result)
+                if warning:
+                    comparison.info.setdefault("warnings", []).append(
+                        f"{spec.name}, seed {seed}: {warning}")  # fmt: skip
+                    say(f"Warning: {spec.name}, seed {seed}: {warning}")
+                comparison.save(out, complete=False)
                 say(f"[{done}/{len(runs)}] {spec.name}, seed {seed}: fit {result.fit_s:.1f} s, "
                     f"test {result.test_s:.1f} s, accuracy "
                     f"{100 * result.metrics['cls/Acc']:.2f} %")  # fmt: skip
@@ -558,12 +653,30 @@ def run_comparison(
             if config.shift:
                 comparison.shift = shift_rows(comparison, data)
                 say(f"Shift: {len(comparison.shift)} evaluations")
+    except RunInterrupted as stop:
+        stop.finished = len(finished)
+        raise
     finally:
         comparison.info["total_s"] = time.perf_counter() - start
         comparison.save(out, complete=False)  # what finished, whatever stopped the loop
     write_report(comparison, out)
     comparison.save(out, complete=True)
     return comparison
+
+
+def near_chance(result: ModelResult, margin: float = 0.1) -> str | None:
+    """A warning when a run's validation accuracy stays within ``margin`` of chance (1/C): it
+    learned nothing (too high a learning rate, a broken input). None otherwise, or without a
+    validation split."""
+    probs, targets = result.predictions.get("val_probs"), result.predictions.get("val_targets")
+    if probs is None or targets is None or len(targets) == 0:
+        return None
+    accuracy = float((probs.mean(1).argmax(-1) == targets).double().mean())
+    chance = 1 / probs.shape[-1]
+    if accuracy > chance + margin:
+        return None
+    return (f"validation accuracy {100 * accuracy:.1f} %, near chance ({100 * chance:.0f} %): "
+            "it learned nothing; try a lower learning rate (--lr).")  # fmt: skip
 
 
 def write_report(comparison: Comparison, out: Path) -> None:

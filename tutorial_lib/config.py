@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -98,6 +99,13 @@ class ExperimentConfig:
     seed: int = field(default=0, metadata=_opt("first random seed"))
     seeds: int = field(
         default=1, metadata=_opt("number of seeds: every model trains with seeds seed..seed+N-1")
+    )
+    baseline: str | None = field(
+        default=None,
+        metadata=_opt(
+            "the model every other is judged against in the verdicts: one of --models (default: "
+            "the first)"
+        ),
     )
     val_size: int = field(
         default=5000,
@@ -228,7 +236,7 @@ class ExperimentConfig:
                 words += [flag, *value]
             else:
                 words += [flag, str(value)]
-        return " ".join(words)
+        return shlex.join(words)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready values (tuples as lists)."""
@@ -405,6 +413,9 @@ def _validate(config: ExperimentConfig) -> None:
         value = getattr(config, name)
         if value is not None and (not isinstance(value, int) or value < 2):
             raise ConfigError(f"{_flag(name)} must be an integer >= 2, got {value!r}.")
+    if config.baseline is not None and config.baseline not in config.models:
+        raise ConfigError(f"--baseline: {config.baseline!r} is not one of --models "
+                          f"({' '.join(config.models)}).")  # fmt: skip
     if not config.alpha > 0:
         raise ConfigError(f"--alpha must be > 0, got {config.alpha}.")
     if config.lr is not None and not config.lr > 0:

@@ -71,10 +71,16 @@ def class_scores(
     """The non-conformity score of every class for every input: (N, C) -> (N, C) float64.
 
     Raises:
-        ValueError: an unknown method.
+        ValueError: an unknown method, or (RAPS) a NaN or negative ``lam`` or a negative
+            ``k_reg``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if method == "raps" and not lam >= 0:  # NaN fails this too
+        raise ValueError(f"lam (RAPS's penalty) must be a number >= 0, got {lam}.")
+    if method == "raps" and not (isinstance(k_reg, int) and k_reg >= 0):
+        raise ValueError(f"k_reg (the rank RAPS's penalty starts from) must be an integer >= 0, "
+                         f"got {k_reg!r}.")  # fmt: skip
     if method == "thr":
         return 1 - probs
     sorted_probs, order, ranks = _ranked(probs)
@@ -112,7 +118,8 @@ def conformal_sets(
 
     Raises:
         ValueError: ``alpha`` outside (0, 1), a calibration set too small for ``alpha``,
-            probabilities that are not distributions, mismatched shapes or an unknown method.
+            probabilities that are not distributions, mismatched shapes, an unknown method, or
+            (RAPS) a NaN or negative ``lam`` or a negative ``k_reg``.
     """
     cal = check_probs(cal_probs, "cal_probs").mean(1)
     test = check_probs(test_probs, "test_probs").mean(1)

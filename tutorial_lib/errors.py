@@ -42,7 +42,14 @@ class WorkerDied(RuntimeError):
 
 
 class RunInterrupted(BaseException):
-    """Ctrl+C during a comparison (not a KeyboardInterrupt, which Lightning turns into exit 1)."""
+    """Ctrl+C during a comparison or a pretrain (not a KeyboardInterrupt, which Lightning turns
+    into exit 1); ``finished`` is the number of runs saved before it."""
+
+    finished: int = 0
+
+
+class NotebookError(RuntimeError):
+    """A notebook that cannot be read, or whose cell failed; the message names both."""
 
 
 EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -53,7 +60,8 @@ KNOWN_ERRORS: tuple[tuple[type[BaseException], str, int], ...] = (
     (PretrainedError, "pretrained checkpoints: ", EXIT_FAILED),
     (TrainingDiverged, "", EXIT_DIVERGED),
     (WorkerDied, "", EXIT_FAILED),
+    (NotebookError, "", EXIT_FAILED),
     (MemoryError, "out of memory (run one at a time: --workers 1): ", EXIT_FAILED),
     (OSError, "", EXIT_FAILED),
-    (ValueError, "", EXIT_USAGE),
+    (ValueError, "", EXIT_FAILED),  # usage errors (exit 2) are argparse's, before anything runs
 )

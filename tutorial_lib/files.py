@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,17 +43,30 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         The open temporary file.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
+    except OSError as err:
+        raise _naming(err, path) from err
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """``err`` with the target's path in its message (a full disk's "[Errno 28] No space left on
+    device" names no file), and what to do about the common cases."""
+    if err.filename is not None and str(path) in str(err):
+        return err
+    hint = {28: ": free some space, or write elsewhere", 13: ": check the folder's permissions"}
+    reason = err.strerror or str(err)
+    return OSError(err.errno, f"could not write {path}: {reason}{hint.get(err.errno, '')}")
 
 
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -98,11 +113,73 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
 
 
 def save_tensors(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` ``obj`` to ``path`` atomically."""
+    """``torch.save`` ``obj`` to ``path`` atomically.
+
+    Raises:
+        OSError: the write failed (torch's RuntimeError, turned into one line naming ``path``).
+    """
     import torch
 
     with atomic_write(path) as handle:
-        torch.save(obj, handle)
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as err:  # how torch.save reports a failed write (e.g. a full disk)
+            raise OSError(f"could not write {path} ({err}): is the disk full?") from err
+
+
+class FolderBusy(OSError):
+    """Another process holds the folder's lock; the message names it."""
+
+
+@contextmanager
+def folder_lock(lock: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold the lock file ``lock`` while the block runs, so that two processes never write into
+    one folder at once; the lock goes with the process (a killed holder frees it).
+
+    Args:
+        lock: the lock file (created if needed; kept afterwards, empty of meaning once free).
+        what: the holder's description, shown to a process refused (e.g. its command line).
+
+    Raises:
+        FolderBusy: another live process holds it (at once, never waiting); the message names
+            its process id and command.
+    """
+    lock = Path(lock)
+    handle = open(lock, "a+", encoding="utf-8")  # noqa: SIM115 - held until the block ends
+    try:
+        if sys.platform != "win32":
+            import fcntl
+
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise FolderBusy(f"{lock.parent} is in use by process {holder}: wait for it to "
+                                 "end, or choose another folder.") from None  # fmt: skip
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} ({what})")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def set_aside(folder: str | os.PathLike, names: tuple[str, ...], complete: bool) -> Path | None:
+    """Move the previous experiment's outputs ``names`` in ``folder`` together into
+    ``folder/previous`` (``complete``: replacing an older one) or ``folder/interrupted`` (an
+    experiment that never finished: never over a complete one). Returns where they went, or None
+    if there was nothing."""
+    present = [Path(folder) / n for n in names if (Path(folder) / n).exists()]
+    if not present:
+        return None
+    target = Path(folder) / ("previous" if complete else "interrupted")
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    for path in present:
+        os.replace(path, target / path.name)
+    return target
 
 
 def remove_stale_parts(folder: str | os.PathLike, older_than_s: float = 3600.0) -> list[Path]:

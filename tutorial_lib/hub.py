@@ -78,9 +78,15 @@ def load_member(path: str | os.PathLike) -> LeNet:
     if not isinstance(state, dict):
         raise PretrainedError(f"{path} holds no state_dict: it is not a LeNet checkpoint.")
     try:
-        return lenet_from_state_dict(state)
+        model = lenet_from_state_dict(state)
     except (ValueError, KeyError) as err:
         raise PretrainedError(f"{path}: wrong architecture. {err}") from err
+    if model.conv1.in_channels != 1:
+        raise PretrainedError(
+            f"{path} is a LeNet for {model.conv1.in_channels}-channel images; the course's "
+            "images have 1 channel (grey): wrong checkpoint."
+        )
+    return model
 
 
 def _read_manifest(directory: Path) -> list[dict]:
@@ -131,21 +137,45 @@ def _load_local(directory: Path, num_members: int) -> list[LeNet]:
     return models
 
 
+def hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub's host (``endpoint``, e.g. https://huggingface.co)
+    opens within ``timeout`` seconds. Behind an HTTP proxy (``HTTPS_PROXY``) the answer is the
+    proxy's business: True."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True
+    url = urlparse(endpoint)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _load_hub(num_members: int, revision: str, cache_dir: str | os.PathLike | None) -> list[LeNet]:
     import huggingface_hub.constants as hf_constants
     from huggingface_hub import hf_hub_download
 
     if num_members > len(HUB_FILES):
         raise PretrainedError(f"The hub holds {len(HUB_FILES)} members, {num_members} asked.")
+    # offline, the download would retry for half a minute: ask the network once, briefly, and
+    # use the hub cache alone when it does not answer
+    cached_only = bool(hf_constants.HF_HUB_OFFLINE) or not hub_reachable(hf_constants.ENDPOINT)
     models = []
     for filename in HUB_FILES[:num_members]:
         try:
-            path = hf_hub_download(HUB_REPO, filename, revision=revision, cache_dir=cache_dir)
+            path = hf_hub_download(HUB_REPO, filename, revision=revision, cache_dir=cache_dir,
+                                   local_files_only=cached_only)  # fmt: skip
         except Exception as err:  # any transport error (HTTP, proxy, DNS, TLS, offline cache)
             hint = (
                 "HF_HUB_OFFLINE is set and the file is not in the hub cache"
                 if hf_constants.HF_HUB_OFFLINE
-                else "the hub is unreachable (no network, proxy, or the hub is down)"
+                else "the hub is unreachable (no network, proxy, or the hub is down) and the "
+                "file is not in the hub cache"
+                if cached_only
+                else "the download failed"
             )
             raise PretrainedError(
                 f"Could not get {HUB_REPO}/{filename} (revision {revision}): {hint}. "

@@ -130,6 +130,9 @@ SECTIONS: tuple[Section, ...] = (
     Section("Selective Classification", "Selective classification", (
         Metric("sc/AURC", "AURC", "lower", "percent",
                glossary="trapezoidal area under $r_k$ over coverage $k/N$, divided by $1 - 1/N$."),
+        Metric("sc/E-AURC", "E-AURC", "lower", "percent",
+               glossary="the AURC minus the AURC of an oracle that ranks every error last: what "
+                        "is left once the error rate is taken out, the ranking alone."),
         Metric("sc/AUGRC", "AUGRC", "lower", "percent",
                glossary=r"the same for the generalised risk $(k/N)\, r_k$."),
         Metric("sc/Cov@5Risk", "Cov@5Risk", "higher", "percent",

@@ -7,7 +7,9 @@ that chapter 7 can calibrate them on data they never saw.
 
 Nothing is lost if the run stops half-way: everything is written into a staging folder beside
 ``--out`` (``.<name>.staging-<pid>``), and the finished set (checkpoints, manifest, logs) is swapped
-in at the end with two renames. A populated ``--out`` is replaced only with ``force=True``.
+in at the end with two renames. A populated ``--out`` is replaced only with ``force=True``. A lock
+beside ``--out`` refuses a second pretrain into it, and only the staging folders of processes that
+no longer run are cleaned up.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 from tutorial_lib import files
-from tutorial_lib.compare import NUM_CLASSES, make_data
+from tutorial_lib.compare import NUM_CLASSES, interruptible, make_data
 from tutorial_lib.config import ExperimentConfig
 from tutorial_lib.ensembles import RepeatTarget, deep_ensembles, fuse, unfuse
 from tutorial_lib.hub import save_member
@@ -54,6 +56,8 @@ def pretrain_ensemble(config: ExperimentConfig, members: int = 8, force: bool = 
 
     Raises:
         FileExistsError: ``config.out`` already holds checkpoints and ``force`` is False.
+        FolderBusy: another pretrain writes to ``config.out``.
+        RunInterrupted: Ctrl+C (the staging folder is removed; ``config.out`` is untouched).
         ValueError: fewer than 2 members.
     """
     if members < 2:
@@ -65,16 +69,36 @@ def pretrain_ensemble(config: ExperimentConfig, members: int = 8, force: bool = 
             "(they are swapped out only once the new set is complete)."
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.staging-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    staging.mkdir()
-    try:
-        manifest = _train_into(staging, config, members)
-        _swap_in(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with files.folder_lock(out.parent / f".{out.name}.lock", f"tutorial-lib pretrain --out {out}"):
+        for stale in out.parent.glob(f".{out.name}.staging-*"):
+            if not _owner_alive(stale):  # a killed run's leftovers, never a live run's folder
+                shutil.rmtree(stale, ignore_errors=True)
+        staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+        staging.mkdir()
+        try:
+            with interruptible():
+                manifest = _train_into(staging, config, members)
+            _swap_in(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _owner_alive(staging: Path) -> bool:
+    """Whether the process whose id ends the staging folder's name still runs."""
+    try:
+        pid = int(staging.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False  # this process's own leftover (a reused id): not a live run's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def _train_into(folder: Path, config: ExperimentConfig, members: int) -> dict:
@@ -93,7 +117,7 @@ def _train_into(folder: Path, config: ExperimentConfig, members: int) -> dict:
     trainer = make_trainer(config.epochs, "pretrain", folder / "lightning_logs",
                            version=f"seed{config.seed}", title=name,
                            hparams={"name": name, "seeds": str(seeds)},
-                           accelerator=config.accelerator)  # fmt: skip
+                           accelerator=config.accelerator, recipe=config.recipe)  # fmt: skip
     start = time.perf_counter()
     trainer.fit(routine, data)
     fit_s = time.perf_counter() - start

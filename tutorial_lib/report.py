@@ -8,9 +8,10 @@ With several seeds each cell shows ``mean ± std`` (sample standard deviation ov
 row's label, arrow, unit and format come from the metric's entry in
 :mod:`tutorial_lib.metric_registry`.
 
-:func:`verdicts` turns a table into sentences computed from it: on which metrics a model beats a
-baseline, on which it loses, and where the difference is **within noise** (see :func:`judge`).
-Cost is never counted as a "worse metric": it gets a sentence of its own.
+:func:`verdicts` turns per-seed results into sentences: on which headline metrics a model beats
+a baseline, on which it loses, and where the two are **not distinguishable** (Welch's t-test over
+seeds, Holm-corrected over the line: :mod:`tutorial_lib.stats`). Cost is never counted as a
+"worse metric": it gets a sentence of its own.
 """
 
 from __future__ import annotations
@@ -35,11 +36,9 @@ def _section_keys(family: Section) -> tuple[str, ...]:
 SECTIONS: dict[str, tuple[str, ...]] = {family.title: _section_keys(family) for family in FAMILIES}
 
 
-# the metrics a verdict weighs (each family once; redundant rows left out, descriptive ones never)
-VERDICT_KEYS = ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE", "cal/GL", "ood/AUROC",
-                "ood/AUPR", "ood/FPR95", "sc/AURC", "sc/AUGRC")  # fmt: skip
-VERDICT_KEYS += tuple(f"{CALIBRATED}{k}" for k in ("cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE"))
-VERDICT_KEYS = tuple(k for k in VERDICT_KEYS if lookup(k).higher_is_better is not None)
+# the headline metrics a verdict line weighs, declared before any result: accuracy, NLL, ECE and
+# OOD AUROC (one per question the course asks); the others are in the tables, with no verdict
+HEADLINE_KEYS = ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC")
 
 
 def ranked(key: str, value: float) -> float:
@@ -233,58 +232,73 @@ class MetricTable:
         return self.to_markdown()
 
 
-def judge(
-    value: float,
-    value_std: float | None,
-    base: float,
-    base_std: float | None,
-    higher_is_better: bool,
-) -> str:
-    """``"better"``, ``"worse"`` or ``"within noise"`` for a candidate's mean against a baseline's.
+def seed_values(entry: Mapping, key: str) -> list[float]:
+    """One metric's per-seed values in a model's entry of ``results.json`` (what
+    :meth:`tutorial_lib.compare.Comparison.summary` returns): keys ``ts/...`` after temperature
+    scaling (``ts/T`` the temperatures), ``cplx/fit_s`` the training times; ``[]`` if absent."""
+    if key == "ts/T":
+        return [float(t) for t in entry.get("temperature") or []]
+    if key == "cplx/fit_s":
+        return [float(t) for t in entry.get("fit_s") or []]
+    seeds = entry["calibrated"]["seeds"] if key.startswith(CALIBRATED) else entry["seeds"]
+    key = key.removeprefix(CALIBRATED)
+    values = [run.get(key) for run in seeds]
+    return [] if any(v is None for v in values) else [float(v) for v in values]
 
-    The rule: a difference of means no larger than the sum of the two standard deviations over
-    seeds is within noise. Without spreads (one seed) only equal values are within noise.
+
+def verdicts(entries: Mapping[str, Mapping], baseline: str, alpha: float = 0.05) -> list[str]:
+    """Sentences, one per model other than ``baseline``: on which headline metrics it is
+    better, worse, or not distinguishable, and what it costs.
+
+    The headline metrics (:data:`HEADLINE_KEYS`) are declared here, before any result; each is
+    judged by Welch's t-test over seeds, and the line is Holm-corrected over them, so that the
+    chance of any false "better" or "worse" in a line is at most ``alpha`` (see
+    :mod:`tutorial_lib.stats`). The other metrics are in the table, without verdicts. With one
+    seed there is no verdict. Cost is never counted as a "worse metric": it gets a sentence of
+    its own.
+
+    Args:
+        entries: ``{model name: its entry in results.json}`` (per-seed values under "seeds").
+        baseline: the name of the model the others are judged against.
     """
-    noise = (value_std or 0.0) + (base_std or 0.0)
-    difference = value - base
-    if abs(difference) <= noise:
-        return "within noise"
-    return "better" if (difference > 0) == higher_is_better else "worse"
+    from tutorial_lib import stats
 
-
-def verdicts(table: MetricTable, baseline: str) -> list[str]:
-    """Sentences, one per other column: where it beats ``baseline``, where it loses, where the
-    difference is within noise, and what it costs.
-
-    The metrics weighed are :data:`VERDICT_KEYS` (the headline of each family; cost is never
-    counted); the sentences are computed from the table, never typed.
-    """
-    if baseline not in table.columns:
-        raise ValueError(f"{baseline!r} is not a column: {list(table.columns)}.")
-    base = table.columns[baseline]
+    if baseline not in entries:
+        raise ValueError(f"{baseline!r} is not a model: {list(entries)}.")
+    base = entries[baseline]
     lines = []
-    for name, column in table.columns.items():
+    for name, entry in entries.items():
         if name == baseline:
             continue
-        found: dict[str, list[str]] = {"better": [], "worse": [], "within noise": []}
-        for key in VERDICT_KEYS:
-            value, other, better = column.get(key), base.get(key), direction(key)
-            if value is None or other is None or better is None:
-                continue
-            if math.isnan(value) or math.isnan(other):
-                continue
-            verdict = judge(ranked(key, value), table.std(name, key), ranked(key, other),
-                            table.std(baseline, key), better)  # fmt: skip
-            found[verdict].append(short_label(key))
-        noise = "" if table.seeds > 1 else " (one seed: no noise estimate, run several seeds)"
-        parts = [f"{name} vs {baseline}{noise}:"]
-        parts += [
-            f"{kind} on {len(keys)} ({', '.join(keys) or '-'})" for kind, keys in found.items()
-        ]
-        sentence = parts[0] + " " + "; ".join(parts[1:]) + "."
-        cost = _cost_sentence(column, base)
+        pairs = {}
+        for key in HEADLINE_KEYS:
+            value, other = seed_values(entry, key), seed_values(base, key)
+            if value and other and not any(math.isnan(v) for v in value + other):
+                pairs[key] = (value, other, direction(key))
+        seeds = min(len(entry["seeds"]), len(base["seeds"]))
+        if seeds < 2:
+            sentence = f"{name} vs {baseline}: one seed: no verdict, run --seeds N."
+        else:
+            found: dict[str, list[str]] = {v: [] for v in stats.VERDICTS}
+            for key, said in stats.verdicts(pairs, alpha).items():
+                found[said].append(short_label(key))
+            sentence = (
+                f"{name} vs {baseline} ({seeds} seeds; Welch's t-test, Holm over "
+                f"{len(pairs)} headline metrics, {alpha:.0%} family-wise): "
+                + "; ".join(f"{said} on {', '.join(keys)}" for said, keys in found.items() if keys)
+                + "."
+            )
+        cost = _cost_sentence(_cost(entry), _cost(base))
         lines.append(sentence + (f" Cost: {cost}." if cost else ""))
     return lines
+
+
+def _cost(entry: Mapping) -> dict[str, float]:
+    out = {k: entry["metrics"][k] for k in ("cplx/params", "cplx/flops_per_image")
+           if k in entry["metrics"]}  # fmt: skip
+    if any(entry.get("fit_s") or []):
+        out["cplx/fit_s"] = math.fsum(entry["fit_s"]) / len(entry["fit_s"])
+    return out
 
 
 def _cost_sentence(column: Mapping[str, float], base: Mapping[str, float]) -> str:

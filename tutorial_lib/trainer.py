@@ -110,10 +110,18 @@ class DivergenceGuard(L.Callback):
     """
 
     def __init__(
-        self, factor: float = 20.0, floor: float = 100.0, every: int = LOG_EVERY_N_STEPS
+        self,
+        factor: float = 20.0,
+        floor: float = 100.0,
+        every: int = LOG_EVERY_N_STEPS,
+        recipe: str | None = None,
     ) -> None:
         self.factor, self.floor, self.every = factor, floor, every
         self.first: float | None = None
+        # what to try: the default recipe, unless it is the one that diverged
+        self.remedy = "lower the learning rate (--lr)" + (
+            "" if recipe == "default" else " or use the default recipe (--recipe default)"
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
@@ -127,8 +135,8 @@ class DivergenceGuard(L.Callback):
         if not math.isfinite(value) or value > limit:
             raise TrainingDiverged(
                 f"training diverged at epoch {trainer.current_epoch}, step {trainer.global_step} "
-                f"(loss = {value:.4g}, first loss {self.first or float('nan'):.4g}): lower the "
-                "learning rate (--lr) or use the default recipe."
+                f"(loss = {value:.4g}, first loss {self.first or float('nan'):.4g}): "
+                f"{self.remedy}."
             )
 
 
@@ -210,6 +218,7 @@ def make_trainer(
     title: str = "",
     hparams: Mapping[str, Any] | None = None,
     cpu_tuning: bool = True,
+    recipe: str | None = None,
     **overrides: Any,
 ) -> L.Trainer:
     """A Lightning Trainer that runs anywhere, logging to ``<log_dir>/<name>/<version>``.
@@ -232,6 +241,8 @@ def make_trainer(
         title: title of the TensorBoard figures.
         hparams: extra hyper-parameters for the HParams record (model name, seed, ...).
         cpu_tuning: apply :func:`tutorial_lib.speed.cpu_tuning_callback` on the CPU.
+        recipe: the optimisation recipe trained with (the divergence message suggests the
+            default recipe only when another one diverged).
         overrides: any other ``lightning.Trainer`` argument (``devices``, ``strategy``,
             ``logger=False``, ``callbacks``, ``enable_progress_bar``...).
     """
@@ -249,7 +260,7 @@ def make_trainer(
                                    default_hp_metric=False)  # fmt: skip
     progress = overrides.pop("enable_progress_bar", None)
     progress = sys.stderr.isatty() if progress is None else progress
-    callbacks: list[L.Callback] = [DivergenceGuard()]
+    callbacks: list[L.Callback] = [DivergenceGuard(recipe=recipe)]
     if cpu_tuning:
         callbacks.append(cpu_tuning_callback())
     if progress:

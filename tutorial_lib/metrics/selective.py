@@ -42,6 +42,17 @@ def aurc(coverage: Tensor, risk: Tensor) -> float:
     return _trapezoid_mean(coverage, risk)
 
 
+def excess_aurc(coverage: Tensor, risk: Tensor) -> float:
+    """E-AURC: the AURC minus that of an oracle ranking with the same errors (every error ranked
+    last). It separates how well confidence ranks errors from how many errors there are."""
+    n, errors = risk.shape[0], risk * coverage * risk.shape[0]  # k * r_k: errors among the top k
+    wrong = round(float(errors[-1]))
+    oracle = torch.zeros(n, dtype=torch.float64, device=risk.device)
+    oracle[n - wrong :] = 1.0
+    k = torch.arange(1, n + 1, dtype=torch.float64, device=risk.device)
+    return aurc(coverage, risk) - aurc(coverage, oracle.cumsum(0) / k)
+
+
 def augrc(coverage: Tensor, risk: Tensor) -> float:
     """The same area for the generalised risk (k/N) r_k (the fraction of silent failures)."""
     return _trapezoid_mean(coverage, coverage * risk)
@@ -122,7 +133,8 @@ class RiskCoverage(Metric):
         if conf.shape[0] < 2:
             raise ValueError(f"Risk-coverage metrics need N >= 2 samples, got {conf.shape[0]}.")
         coverage, risk = risk_coverage_curve(conf, errors)
-        out = {"AURC": aurc(coverage, risk), "AUGRC": augrc(coverage, risk)}
+        out = {"AURC": aurc(coverage, risk), "E-AURC": excess_aurc(coverage, risk),
+               "AUGRC": augrc(coverage, risk)}  # fmt: skip
         for level in self.risk_levels:
             out[f"Cov@{round(level * 100):d}Risk"] = coverage_at_risk(coverage, risk, level)
         out[f"Risk@{round(self.coverage_level * 100):d}Cov"] = risk_at_coverage(
