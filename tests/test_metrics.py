@@ -534,3 +534,47 @@ def test_input_errors_say_exactly_what_is_wrong():
         "harder) samples.")  # fmt: skip
     assert message(grouping_loss, probs, wrong, feats).endswith("all 40 are wrong. Use more (or "
                                                                 "harder) samples.")  # fmt: skip
+
+
+def test_ood_scores_by_hand():
+    from tutorial_lib.metrics import ood_scores
+
+    # two members on one input: logits (0, 0) and (ln 3, 0), i.e. p = (1/2, 1/2) and (3/4, 1/4)
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3), 0.0]]])
+    scores = ood_scores(logits)
+    h = lambda *p: -sum(q * math.log(q) for q in p)  # noqa: E731
+    total, expected = h(0.625, 0.375), (h(0.5, 0.5) + h(0.75, 0.25)) / 2
+    by_hand = {"msp": 0.625, "max_logit": math.log(3) / 2,
+               "energy": math.log(math.sqrt(3) + 1), "entropy": -total,
+               "mutual_information": -(total - expected)}  # fmt: skip
+    assert set(scores) == set(by_hand)
+    for name, value in by_hand.items():
+        assert scores[name].shape == (1,) and float(scores[name]) == pytest.approx(value), name
+    one = ood_scores(torch.tensor([[2.0, 0.0, -1.0]]))  # (N, C): one member, no disagreement
+    assert float(one["mutual_information"]) == 0.0
+    assert float(one["msp"]) == pytest.approx(math.exp(2) / (math.exp(2) + 1 + math.exp(-1)))
+    with pytest.raises(ValueError, match=r"\(N, M, C\) or \(N, C\)"):
+        ood_scores(torch.zeros(3))
+
+
+def test_detection_with_an_in_distribution_score():
+    from tutorial_lib.metrics import detection
+
+    found = detection(torch.tensor([3.0, 2.0, 1.0]), torch.tensor([1.0, 0.0]))
+    # OOD below ID in 5 of 6 pairs, one tie counted 1/2; catching both OOD flags 1 of 3 ID
+    assert found["AUROC"] == pytest.approx(5.5 / 6) and found["FPR95"] == pytest.approx(1 / 3)
+    perfect = detection(torch.tensor([5.0, 4.0]), torch.tensor([1.0, 0.0]))
+    assert perfect == {"AUROC": 1.0, "FPR95": 0.0}
+    # with the MSP it is the course's OOD metric
+    from tutorial_lib.metrics import ood_scores
+
+    g = torch.Generator().manual_seed(0)
+    id_logits, ood_logits = (
+        torch.randn(200, 3, 10, generator=g) * 3,
+        torch.randn(150, 3, 10, generator=g),
+    )
+    found = detection(ood_scores(id_logits)["msp"], ood_scores(ood_logits)["msp"])
+    course = evaluate_predictions(id_logits.softmax(-1), torch.zeros(200, dtype=torch.long),
+                                  ood_logits.softmax(-1))  # fmt: skip
+    assert found["AUROC"] == pytest.approx(course["ood/AUROC"], abs=1e-6)
+    assert found["FPR95"] == pytest.approx(course["ood/FPR95"])

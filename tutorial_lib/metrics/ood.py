@@ -2,6 +2,9 @@
 
 OOD is the positive class. AUROC and average precision come from torchmetrics
 (``BinaryAUROC``, ``BinaryAveragePrecision``); FPR at 95 % recall is written here.
+
+:func:`ood_scores` gives the other common scores (max logit, energy, entropy, mutual
+information) beside the maximum softmax probability, and :func:`detection` their AUROC and FPR95.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 from torchmetrics.utilities.data import dim_zero_cat
 
+from tutorial_lib.metrics.classification import entropy
 from tutorial_lib.metrics.ranking import tie_group_ends
 
 
@@ -97,3 +101,46 @@ class OODDetection(Metric):
             "AUPR": float(binary_average_precision(scores, is_ood)),
             name: fpr_at_recall(scores, is_ood, self.recall_level),
         }
+
+
+def ood_scores(logits: Tensor) -> dict[str, Tensor]:
+    """How in-distribution each input looks, by five scores; higher = more in-distribution.
+
+    Args:
+        logits: (N, M, C) logits of M members (or (N, C): one member).
+
+    Returns:
+        ``{name: (N,) float64}``: ``msp``, the maximum of the mean probability (Hendrycks &
+        Gimpel, 2017); ``max_logit``, the maximum of the mean logits; ``energy``, the logsumexp
+        of the mean logits (Liu et al., 2020: minus the energy); ``entropy``, minus the entropy
+        of the mean probability; ``mutual_information``, minus the members' mutual information
+        (0 for one member).
+    """
+    if logits.ndim == 2:
+        logits = logits[:, None]
+    if logits.ndim != 3 or logits.shape[-1] < 2:
+        raise ValueError(f"logits must be (N, M, C) or (N, C) with C >= 2, got "
+                         f"{tuple(logits.shape)}.")  # fmt: skip
+    logits = logits.double()
+    probs = logits.softmax(-1)  # (N, M, C)
+    mean_probs, mean_logits = probs.mean(1), logits.mean(1)  # (N, C) each
+    total, expected = entropy(mean_probs), entropy(probs).mean(1)  # (N,) each
+    return {
+        "msp": mean_probs.max(-1).values,
+        "max_logit": mean_logits.max(-1).values,
+        "energy": mean_logits.logsumexp(-1),
+        "entropy": -total,
+        "mutual_information": -(total - expected).clamp_min(0.0),
+    }
+
+
+def detection(id_score: Tensor, ood_score: Tensor, recall_level: float = 0.95) -> dict[str, float]:
+    """AUROC and FPR at ``recall_level`` of telling the OOD set from the ID set with a score
+    where higher means more in-distribution (one of :func:`ood_scores`): id_score (N,),
+    ood_score (N',). Ties count one half, as in the Mann-Whitney statistic."""
+    scores = -torch.cat([id_score, ood_score]).double()  # higher = more OOD, the positive class
+    is_ood = torch.cat([torch.zeros(len(id_score)), torch.ones(len(ood_score))]).bool()
+    fpr, tpr = roc_curve(scores, is_ood)
+    name = f"FPR{round(recall_level * 100):d}"
+    return {"AUROC": float(torch.trapezoid(tpr, fpr)),
+            name: fpr_at_recall(scores, is_ood, recall_level)}  # fmt: skip
