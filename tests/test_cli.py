@@ -171,6 +171,21 @@ def test_the_new_methods_run_from_the_command_line(real_root, tmp_path, capsys):
     assert models["BatchEnsemble (M=4)"]["metrics"]["ens/MI"] > 0  # members that differ
 
 
+def test_wide_backbones_and_gamma_2_from_the_command_line(real_root, tmp_path, capsys):
+    out = tmp_path / "wide"
+    argv = ["compare", "--profile", "quick", "--models", "deep-ensemble-4", "packed-2-4",
+            "--width", "4", "--gamma", "2", "--train-subset", "256", "--eval-subset", "200",
+            "--data-dir", str(real_root), "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["width"] == 4 and "--gamma 2 --width 4" in results["run"]["command"]
+    models = results["models"]
+    packed = models["Packed-Ensemble (alpha=2, M=4, gamma=2, width=4)"]["metrics"]
+    deep = models["Deep Ensemble (M=4, width=4)"]["metrics"]
+    assert packed["cplx/params"] < deep["cplx/params"] / 4  # what packing buys
+    assert (out / "lightning_logs" / "packed-2-4-g2-w4" / "seed0").is_dir()
+
+
 @pytest.mark.subprocess
 def test_help_book_and_notebooks_do_not_import_torch(tmp_path):
     code = (

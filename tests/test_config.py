@@ -150,3 +150,20 @@ def test_the_command_is_shell_quoted():
 
     command = ExperimentConfig(out="my results/run 1").as_command()
     assert command.endswith("--out 'my results/run 1'")
+
+
+def test_width_reaches_every_model_its_name_and_its_hparams():
+    config = ExperimentConfig.create("full", models=("deep-ensemble-4", "packed-2-4", "lenet"),
+                                     width=4, gamma=2)  # fmt: skip
+    names = [s.name for s in config.specs]
+    assert names == [
+        "Deep Ensemble (M=4, width=4)",
+        "Packed-Ensemble (alpha=2, M=4, gamma=2, width=4)",
+        "LeNet (width=4)",
+    ]
+    assert [s.slug for s in config.specs] == ["deep-ensemble-4-w4", "packed-2-4-g2-w4", "lenet-w4"]
+    assert all(s.hparams["width"] == 4 for s in config.specs)
+    assert [s.build().width for s in config.specs] == [4, 4, 4]
+    assert config.as_dict()["width"] == 4 and "--width 4" in config.as_command()
+    with pytest.raises(ConfigError, match="--width must be an integer >= 1"):
+        ExperimentConfig(width=0)

@@ -100,3 +100,13 @@ def test_unfuse_refuses_a_true_packed_ensemble_and_fuse_refuses_other_members():
         unfuse(PackedLeNet(alpha=2, num_estimators=4))
     with pytest.raises(ValueError, match="DeepEnsemble of LeNets"):
         fuse(DeepEnsemble([torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)]))
+
+
+def test_a_wide_deep_ensemble_fuses_and_unfuses():
+    torch.manual_seed(0)
+    ensemble = deep_ensembles(LeNet(width=2), num_estimators=2)
+    packed = fuse(ensemble)
+    assert packed.width == 2
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(packed(x), ensemble(x), atol=1e-5, rtol=1e-5)
+    assert all(lenet.width == 2 for lenet in unfuse(packed).models)

@@ -49,6 +49,27 @@ def test_packed_lenet_shapes(alpha, m, gamma):
     assert model(x).shape == (m * 5, 10)
 
 
+def test_width_multiplies_every_hidden_layer_and_lets_gamma_2_build():
+    wide = LeNet(1, 10, width=4)
+    assert [wide.conv1.out_channels, wide.conv2.out_channels, wide.fc1.out_features,
+            wide.fc2.out_features] == [24, 64, 480, 336]  # fmt: skip
+    x = torch.randn(3, 1, 28, 28)
+    assert wide(x).shape == (3, 10) and wide.feats_forward(x).shape == (3, 336)
+    # the paper's setting (alpha 2, M 4, gamma 2) cannot be built on LeCun's widths
+    with pytest.raises(ValueError, match="do not split"):
+        PackedLeNet(1, 10, alpha=2, num_estimators=4, gamma=2)
+    packed = PackedLeNet(1, 10, alpha=2, num_estimators=4, gamma=2, width=2)
+    assert packed(x).shape == (12, 10) and packed.feats_forward(x).shape == (12, 84)
+    # groups cut the hidden layers' weights by gamma: fewer parameters than gamma 1
+    assert n_params(packed) < n_params(PackedLeNet(1, 10, alpha=2, num_estimators=4, width=2))
+    for model in (MCDropoutLeNet(width=2), BatchEnsembleLeNet(num_estimators=2, width=2)):
+        assert model.feats_forward(x).shape[-1] == 168  # 84 x 2
+    with pytest.raises(ValueError, match="width must be >= 1"):
+        LeNet(width=0)
+    state = {f"model.{k}": v for k, v in wide.state_dict().items()}
+    assert lenet_from_state_dict(state).width == 4  # a wide checkpoint loads as wide
+
+
 def test_packed_lenet_invalid_alpha_says_what_to_do():
     with pytest.raises(ValueError, match="Try alpha="):
         PackedLeNet(1, 10, alpha=1.3, num_estimators=4)

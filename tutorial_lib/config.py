@@ -79,6 +79,13 @@ class ExperimentConfig:
         default=4, metadata=_opt("members M of packed, deep-ensemble and batch-ensemble")
     )
     gamma: int = field(default=1, metadata=_opt("Packed-Ensemble groups per member gamma"))
+    width: int = field(
+        default=1,
+        metadata=_opt(
+            "backbone width: multiplies every hidden width of LeNet and of every model built on "
+            "it (1: LeCun's LeNet)"
+        ),
+    )
     mc_samples: int = field(
         default=8, metadata=_opt("stochastic forward passes of mc-dropout at test time (T)")
     )
@@ -274,25 +281,29 @@ def _deep_ensemble(spec: ModelSpec, in_channels: int, num_classes: int) -> Any:
     """M LeNets, fused into one network computing the same outputs (fast training)."""
     from tutorial_lib.ensembles import deep_ensembles, fuse
 
-    return fuse(deep_ensembles(_models().LeNet(in_channels, num_classes), spec.members))
+    lenet = _models().LeNet(in_channels, num_classes, spec.width)
+    return fuse(deep_ensembles(lenet, spec.members))
 
 
 MODEL_KINDS: dict[str, ModelKind] = {
     entry.kind: entry
     for entry in (
-        ModelKind("lenet", "LeNet", lambda s, c, n: _models().LeNet(c, n),
+        ModelKind("lenet", "LeNet", lambda s, c, n: _models().LeNet(c, n, s.width),
                   "LeCun's LeNet-5, one network", trains_as_one=True),
         ModelKind("mc-dropout", "MC-Dropout (T={m})",
-                  lambda s, c, n: _models().MCDropoutLeNet(c, n, num_samples=s.members),
+                  lambda s, c, n: _models().MCDropoutLeNet(c, n, num_samples=s.members,
+                                                           width=s.width),
                   "LeNet with dropout kept on at test time, T stochastic passes",
                   trains_as_one=True),
         ModelKind("deep-ensemble", "Deep Ensemble (M={m})", _deep_ensemble,
                   "M LeNets from independent initialisations, trained fused"),
         ModelKind("batch-ensemble", "BatchEnsemble (M={m})",
-                  lambda s, c, n: _models().BatchEnsembleLeNet(c, n, num_estimators=s.members),
+                  lambda s, c, n: _models().BatchEnsembleLeNet(c, n, num_estimators=s.members,
+                                                               width=s.width),
                   "M members sharing LeNet's weights, rank-1 fast weights each"),
         ModelKind("packed", "Packed-Ensemble (alpha={alpha:g}, M={m}{gamma_part})",
-                  lambda s, c, n: _models().PackedLeNet(c, n, s.alpha, s.members, s.gamma),
+                  lambda s, c, n: _models().PackedLeNet(c, n, s.alpha, s.members, s.gamma,
+                                                        s.width),
                   "M members packed in one network alpha times LeNet's width, gamma groups"),
     )
 }  # fmt: skip
@@ -307,6 +318,7 @@ class ModelSpec:
         kind: a key of :data:`MODEL_KINDS`.
         members: estimators at test time (M, or T stochastic passes for mc-dropout; 1 for lenet).
         alpha, gamma: packed width factor and groups (packed only).
+        width: the LeNet backbone's width multiplier (1: LeCun's).
     """
 
     spec: str
@@ -314,6 +326,7 @@ class ModelSpec:
     members: int = 1
     alpha: float = 1.0
     gamma: int = 1
+    width: int = 1
 
     @property
     def entry(self) -> ModelKind:
@@ -329,17 +342,22 @@ class ModelSpec:
     def name(self) -> str:
         """Display name: ``"Deep Ensemble (M=2)"``."""
         gamma_part = f", gamma={self.gamma}" if self.gamma != 1 else ""
-        return self.entry.title.format(m=self.members, alpha=self.alpha, gamma_part=gamma_part)
+        title = self.entry.title.format(m=self.members, alpha=self.alpha, gamma_part=gamma_part)
+        if self.width == 1:
+            return title
+        return f"{title[:-1]}, width={self.width})" if title.endswith(")") else (
+            f"{title} (width={self.width})")  # fmt: skip
 
     @property
     def slug(self) -> str:
         """Folder name of the model's runs: ``"deep-ensemble-2"``, ``"packed-2-4"``."""
+        wide = f"-w{self.width}" if self.width != 1 else ""
         if self.kind == "packed":
             tail = f"-g{self.gamma}" if self.gamma != 1 else ""
-            return f"packed-{self.alpha:g}-{self.members}{tail}"
+            return f"packed-{self.alpha:g}-{self.members}{tail}{wide}"
         if self.kind in ("deep-ensemble", "batch-ensemble"):
-            return f"{self.kind}-{self.members}"
-        return self.kind
+            return f"{self.kind}-{self.members}{wide}"
+        return self.kind + wide
 
     def build(self, in_channels: int = 1, num_classes: int = 10) -> Any:
         """The network, freshly initialised from the current random state."""
@@ -347,9 +365,10 @@ class ModelSpec:
 
     @property
     def hparams(self) -> dict[str, Any]:
-        """What TensorBoard's HParams tab shows of the model: its name, kind, M, alpha, gamma."""
+        """What TensorBoard's HParams tab shows of the model: its name, kind, M, alpha, gamma,
+        width."""
         return {"name": self.name, "model": self.slug, "kind": self.kind, "M": self.members,
-                "alpha": self.alpha, "gamma": self.gamma}  # fmt: skip
+                "alpha": self.alpha, "gamma": self.gamma, "width": self.width}  # fmt: skip
 
 
 _ENSEMBLE = re.compile(r"^(deep-ensemble|batch-ensemble)-(\d+)$")
@@ -358,12 +377,17 @@ MODEL_HELP = "lenet, mc-dropout, deep-ensemble[-M], batch-ensemble[-M], packed, 
 
 
 def parse_model(text: str, config: ExperimentConfig | None = None) -> ModelSpec:
-    """A :class:`ModelSpec` from its text; ``packed``, ``mc-dropout`` read ``config``'s values.
+    """A :class:`ModelSpec` from its text; ``packed``, ``mc-dropout`` read ``config``'s values,
+    every model its ``width``.
 
     Raises:
         ConfigError: an unknown spec, or fewer than 2 members for an ensemble.
     """
     config = config if config is not None else _DEFAULTS
+    return replace(_parse(text, config), width=config.width)
+
+
+def _parse(text: str, config: ExperimentConfig) -> ModelSpec:
     if text == "lenet":
         return ModelSpec(text, "lenet")
     if text == "mc-dropout":
@@ -404,7 +428,7 @@ def _validate(config: ExperimentConfig) -> None:
     if config.profile not in (None, *PROFILES):
         raise ConfigError(f"--profile: {config.profile!r} is not one of {', '.join(PROFILES)}.")
     minimum = {"num_estimators": 1, "gamma": 1, "mc_samples": 2, "epochs": 1, "batch_size": 1,
-               "seeds": 1, "seed": 0, "val_size": 0, "workers": 0}  # fmt: skip
+               "seeds": 1, "seed": 0, "val_size": 0, "workers": 0, "width": 1}  # fmt: skip
     for name, low in minimum.items():
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:

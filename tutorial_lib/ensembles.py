@@ -112,7 +112,7 @@ def fuse(ensemble: DeepEnsemble) -> PackedLeNet:
     first = members[0]
     m = len(members)
     packed = PackedLeNet(first.conv1.in_channels, first.fc3.out_features, alpha=m,
-                         num_estimators=m)  # fmt: skip
+                         num_estimators=m, width=first.width)  # fmt: skip
     with torch.no_grad():
         for name, _ in first.named_children():
             target = getattr(packed, name)
@@ -135,7 +135,8 @@ def unfuse(packed: PackedLeNet) -> DeepEnsemble:
             "unfuse needs a PackedLeNet with alpha = num_estimators and gamma = 1, got "
             f"alpha={packed.alpha:g}, num_estimators={m}, gamma={packed.gamma}."
         )
-    lenets = [LeNet(packed.conv1.conv.in_channels, packed.fc3.out_features) for _ in range(m)]
+    lenets = [LeNet(packed.conv1.conv.in_channels, packed.fc3.out_features, packed.width)
+              for _ in range(m)]  # fmt: skip
     with torch.no_grad():
         for name, _ in lenets[0].named_children():
             source = getattr(packed, name)

@@ -38,15 +38,19 @@ class LeNet(nn.Module):
     Args:
         in_channels: 1 for MNIST.
         num_classes: 10 for MNIST.
+        width: multiplies every hidden width (6, 16, 120, 84 channels and units): 1 is LeCun's.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(256, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, num_classes)
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}.")
+        self.width = width
+        self.conv1 = nn.Conv2d(in_channels, 6 * width, 5)
+        self.conv2 = nn.Conv2d(6 * width, 16 * width, 5)
+        self.fc1 = nn.Linear(256 * width, 120 * width)  # 16 channels x 4 x 4 after the pools
+        self.fc2 = nn.Linear(120 * width, 84 * width)
+        self.fc3 = nn.Linear(84 * width, num_classes)
 
     def _drop(self, x: Tensor) -> Tensor:
         return x  # no dropout (MCDropoutLeNet overrides this)
@@ -59,7 +63,7 @@ class LeNet(nn.Module):
         return F.relu(self.fc2(x))
 
     def feats_forward(self, x: Tensor) -> Tensor:
-        """(B, in_channels, 28, 28) -> (B, 84) penultimate features."""
+        """(B, in_channels, 28, 28) -> (B, 84 * width) penultimate features."""
         return self._features(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -75,15 +79,20 @@ class MCDropoutLeNet(LeNet):
     mask for every row) and returns them as ``T`` members, estimator-major ``(T*B, C)``.
 
     Args:
-        in_channels, num_classes: as :class:`LeNet`.
+        in_channels, num_classes, width: as :class:`LeNet`.
         num_samples: stochastic passes at test time, ``T >= 2``.
         p: dropout probability.
     """
 
     def __init__(
-        self, in_channels: int = 1, num_classes: int = 10, num_samples: int = 8, p: float = 0.25
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        num_samples: int = 8,
+        p: float = 0.25,
+        width: int = 1,
     ) -> None:
-        super().__init__(in_channels, num_classes)
+        super().__init__(in_channels, num_classes, width)
         if num_samples < 2:
             raise ValueError(f"num_samples must be >= 2, got {num_samples}.")
         if not 0 < p < 1:
@@ -97,7 +106,8 @@ class MCDropoutLeNet(LeNet):
         return x if self.training else x.repeat(self.num_estimators, *([1] * (x.ndim - 1)))
 
     def feats_forward(self, x: Tensor) -> Tensor:
-        """(B, ...) -> (B, 84) in training, (T*B, 84) estimator-major in eval mode."""
+        """(B, ...) -> (B, 84 * width) in training, (T*B, 84 * width) estimator-major in eval
+        mode."""
         return self._features(self._repeat(x))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -119,6 +129,7 @@ class PackedLeNet(nn.Module):
         alpha: width factor of every hidden layer.
         num_estimators: number of members ``M``.
         gamma: number of groups per member in the hidden layers.
+        width: the backbone's width, as :class:`LeNet`'s (the members' is ``alpha/M`` of it).
 
     Raises:
         ValueError: widths that do not split into the groups (the message suggests values that
@@ -132,15 +143,24 @@ class PackedLeNet(nn.Module):
         alpha: float = 2,
         num_estimators: int = 4,
         gamma: int = 1,
+        width: int = 1,
     ) -> None:
         super().__init__()
-        self.num_estimators, self.alpha, self.gamma = num_estimators, alpha, gamma
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}.")
+        self.num_estimators, self.alpha, self.gamma, self.width = (
+            num_estimators,
+            alpha,
+            gamma,
+            width,
+        )
         common = {"alpha": alpha, "num_estimators": num_estimators, "gamma": gamma}
-        self.conv1 = PackedConv2d(in_channels, 6, 5, first=True, **common)
-        self.conv2 = PackedConv2d(6, 16, 5, **common)
-        self.fc1 = PackedLinear(256, 120, **common)
-        self.fc2 = PackedLinear(120, 84, **common)
-        self.fc3 = PackedLinear(84, num_classes, last=True, **common)
+        w = width
+        self.conv1 = PackedConv2d(in_channels, 6 * w, 5, first=True, **common)
+        self.conv2 = PackedConv2d(6 * w, 16 * w, 5, **common)
+        self.fc1 = PackedLinear(256 * w, 120 * w, **common)
+        self.fc2 = PackedLinear(120 * w, 84 * w, **common)
+        self.fc3 = PackedLinear(84 * w, num_classes, last=True, **common)
 
     def _hidden(self, x: Tensor) -> Tensor:
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
@@ -150,7 +170,7 @@ class PackedLeNet(nn.Module):
         return F.relu(self.fc2(x))
 
     def feats_forward(self, x: Tensor) -> Tensor:
-        """(B, in_channels, 28, 28) -> (M*B, int(84*alpha)/M) per-member features."""
+        """(B, in_channels, 28, 28) -> (M*B, int(84*width*alpha)/M) per-member features."""
         return to_estimator_major(self._hidden(x), self.num_estimators)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -167,22 +187,26 @@ class BatchEnsembleLeNet(nn.Module):
     member sees every input, in training and at test time. Outputs are ``(M*B, C)``.
 
     Args:
-        in_channels, num_classes: as :class:`LeNet`.
+        in_channels, num_classes, width: as :class:`LeNet`.
         num_estimators: number of members ``M``.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, num_estimators: int = 4):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, num_estimators: int = 4, width: int = 1
+    ):
         super().__init__()
-        self.num_estimators = num_estimators
-        m = num_estimators
-        self.conv1 = BatchConv2d(in_channels, 6, 5, m)
-        self.conv2 = BatchConv2d(6, 16, 5, m)
-        self.fc1 = BatchLinear(256, 120, m)
-        self.fc2 = BatchLinear(120, 84, m)
-        self.fc3 = BatchLinear(84, num_classes, m)
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}.")
+        self.num_estimators, self.width = num_estimators, width
+        m, w = num_estimators, width
+        self.conv1 = BatchConv2d(in_channels, 6 * w, 5, m)
+        self.conv2 = BatchConv2d(6 * w, 16 * w, 5, m)
+        self.fc1 = BatchLinear(256 * w, 120 * w, m)
+        self.fc2 = BatchLinear(120 * w, 84 * w, m)
+        self.fc3 = BatchLinear(84 * w, num_classes, m)
 
     def feats_forward(self, x: Tensor) -> Tensor:
-        """(B, in_channels, 28, 28) -> (M*B, 84) per-member features, estimator-major."""
+        """(B, in_channels, 28, 28) -> (M*B, 84 * width) per-member features, estimator-major."""
         x = x.repeat(self.num_estimators, 1, 1, 1)  # (M*B, in_channels, 28, 28)
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
@@ -211,8 +235,10 @@ def lenet_from_state_dict(state_dict: Mapping[str, Tensor], num_classes: int = 1
     """
     weights = strip_prefix(state_dict)
     conv1 = weights.get("conv1.weight")
-    in_channels = int(conv1.shape[1]) if isinstance(conv1, Tensor) and conv1.ndim == 4 else 1
-    model = LeNet(in_channels, num_classes)
+    shaped = isinstance(conv1, Tensor) and conv1.ndim == 4
+    in_channels = int(conv1.shape[1]) if shaped else 1
+    width = max(1, int(conv1.shape[0]) // 6) if shaped else 1
+    model = LeNet(in_channels, num_classes, width)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:

@@ -41,7 +41,9 @@ REFERENCE_LR = 0.05
 def default_recipe(
     model: nn.Module, total_steps: int, lr_mult: float = 1.0, lr: float | None = None
 ) -> dict[str, Any]:
-    """AdamW (peak lr ``DEFAULT_LR``, betas 0.9/0.98, no weight decay), one-cycle schedule per step.
+    """AdamW with no weight decay (so, in effect, Adam), one-cycle schedule per step: the learning
+    rate rises to ``DEFAULT_LR`` and decays to ~0, while beta1 cycles the other way, 0.95 -> 0.85
+    -> 0.95 (OneCycleLR's momentum cycling; beta2 stays 0.98).
 
     The one-cycle warm-up (first 25 % of the steps) lets Adam use a large learning rate without
     diverging, and the cosine decay to ~0 settles the weights. The peak learning rate was chosen
