@@ -386,9 +386,14 @@ def test_plot_samples_shows_seeded_test_images_with_their_class_names(real_root)
     assert not np.array_equal(other, fig.axes[0].images[0].get_array())  # the seed picks
 
 
-def test_default_root_and_mirror(monkeypatch):
+def test_default_root_and_mirror(monkeypatch, tmp_path):
     monkeypatch.delenv("TUTORIAL_DATA_DIR", raising=False)
     monkeypatch.delenv("TUTORIAL_DATA_MIRROR", raising=False)
+    (tmp_path / "course" / "notebooks").mkdir(parents=True)
+    (tmp_path / "course" / "book.toml").write_text("[book]\n")
+    monkeypatch.chdir(tmp_path / "course" / "notebooks")  # where a notebook's kernel runs
+    assert data.data_root() == tmp_path / "course" / "data"  # the course's, not notebooks/data
+    monkeypatch.chdir(tmp_path)  # outside any course
     assert data.data_root() == Path("data") and data.data_root("x") == Path("x")
     assert data.data_mirror() is None and data.data_mirror("") is None
     assert data.data_mirror("m") == Path("m")

@@ -164,7 +164,10 @@ class ExperimentConfig:
         ),
     )
     data_dir: str | None = field(
-        default=None, metadata=_opt("data root (default: $TUTORIAL_DATA_DIR or ./data)")
+        default=None,
+        metadata=_opt(
+            "data root (default: $TUTORIAL_DATA_DIR, else the course's data/ folder, else ./data)"
+        ),
     )
     mirror: str | None = field(
         default=None,

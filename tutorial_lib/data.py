@@ -44,7 +44,7 @@ from tutorial_lib.errors import (  # noqa: F401 (the data layer's errors, import
     DataNotFoundError,
     DataRootError,
 )
-from tutorial_lib.files import atomic_write, remove_stale_parts, save_tensors
+from tutorial_lib.files import atomic_write, find_root, remove_stale_parts, save_tensors
 
 CROP_PADDING = 4
 VAL_SPLIT_SEED = 2023  # fixed: the validation images are the same whatever the run's seed
@@ -92,8 +92,17 @@ _CACHE_FORMAT = 2
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The download root: ``root`` if given, else ``$TUTORIAL_DATA_DIR``, else ``./data``."""
-    return Path(root or os.environ.get("TUTORIAL_DATA_DIR") or "data")
+    """The download root: ``root`` if given, else ``$TUTORIAL_DATA_DIR``, else the course's
+    ``data/`` folder when the current folder is inside the course (found as the course root is:
+    a notebook running in ``notebooks/`` shares the command line's data, never a second copy),
+    else ``./data``."""
+    chosen = root or os.environ.get("TUTORIAL_DATA_DIR")
+    if chosen:
+        return Path(chosen)
+    try:
+        return find_root() / "data"
+    except FileNotFoundError:
+        return Path("data")
 
 
 def data_mirror(mirror: str | os.PathLike | None = None) -> Path | None:
