@@ -59,9 +59,34 @@ def test_reliability_diagram_panels_words_and_diagonal(predictions):
     assert axis_text(bottom) == {"title": "", "xlabel": "confidence (max mean probability)",
                                  "ylabel": "samples", "xscale": "linear", "yscale": "log",
                                  "legend": None}  # fmt: skip
-    assert bottom.get_xlim() == pytest.approx((0, 1 + 1 / 15))  # room for the bar at 1.0
-    assert len(bottom.containers[0]) == 16  # 15 bins and the bar of confidence exactly 1.0
+    assert bottom.get_xlim() == pytest.approx((0, 1))  # nothing drawn past a confidence of 1
+    assert len(bottom.containers[0]) == 15  # no confidence of exactly 1.0 here: no point
+    assert not bottom.lines and len(top.lines) == 1
     assert sum(b.get_height() for b in bottom.containers[0]) == 300  # every sample counted
+
+
+def test_reliability_diagram_draws_confidence_one_as_a_point_at_one():
+    # 4 predictions of confidence exactly 1.0 (3 right), 2 of confidence 0.5 (1 right)
+    probs = torch.zeros(6, 1, 3, dtype=torch.float64)
+    probs[:4, 0, 0] = 1.0
+    probs[4:, 0, :2] = 0.5
+    targets = torch.tensor([0, 0, 0, 1, 0, 1])
+    fig = plots.reliability_diagram(probs, targets)
+    top, bottom = fig.axes
+    assert top.get_xlim() == bottom.get_xlim() == pytest.approx((0, 1))
+    for ax in (top, bottom):
+        for bar in ax.containers[0]:
+            assert bar.get_x() + bar.get_width() <= 1 + 1e-9  # no bar past a confidence of 1
+    assert sum(b.get_height() for b in bottom.containers[0]) == 2  # the two at 0.5
+    point = bottom.lines[0]
+    assert point.get_xdata().tolist() == [1.0] and point.get_ydata().tolist() == [4]
+    accuracy_at_one = top.lines[1]  # after the diagonal
+    assert accuracy_at_one.get_xdata().tolist() == [1.0]
+    assert accuracy_at_one.get_ydata().tolist() == pytest.approx([0.75])
+    legend = [t.get_text() for t in top.get_legend().get_texts()]
+    assert legend == ["perfect calibration", "confidence 1.0 (4)", "accuracy", "gap to confidence"]
+    # the ECE in the title still counts that bin: (4 * 0.25 + 2 * 0) / 6
+    assert top.get_title() == f"Reliability diagram (ECE {100 * 1 / 6:.2f}%)"
 
 
 def test_reliability_diagram_uses_the_bins_it_is_given(predictions):
@@ -69,7 +94,7 @@ def test_reliability_diagram_uses_the_bins_it_is_given(predictions):
     fig = plots.reliability_diagram(probs, targets, n_bins=5, title="five")
     top, bottom = fig.axes
     assert top.get_title().startswith("five (ECE ")
-    assert len(bottom.containers[0]) == 6
+    assert len(bottom.containers[0]) == 5
     assert {round(b.get_width(), 9) for b in bottom.containers[0]} == {0.2}
 
 
@@ -184,11 +209,35 @@ def test_packed_weight_diagram_words_and_blocks():
     layers = {"a": PackedLinear(8, 8, alpha=2, num_estimators=4),
               "b": PackedLinear(8, 8, alpha=2, num_estimators=2)}  # fmt: skip
     fig = plots.packed_weight_diagram(layers)
-    first, second = fig.axes
+    first, second, colour_bar = fig.axes
+    assert colour_bar.get_ylabel().startswith("|weight|")
     assert first.get_title() == "a\n16x16, 4 groups" and second.get_title() == "b\n16x16, 2 groups"
     assert first.get_xlabel() == "input feature" and first.get_ylabel() == "output feature"
     image = second.images[0].get_array()
-    assert image.sum() == 2 * 8 * 8 and image[0, 0] and not image[0, 15]
+    exists = ~np.ma.getmaskarray(image)  # no weight outside the member blocks: masked
+    assert exists.sum() == 2 * 8 * 8 and exists[0, 0] and not exists[0, 15]
+    assert np.array_equal(image[exists], layers["b"].weight.detach().abs().flatten().numpy())
+
+
+def test_packed_weight_panels_share_one_colour_scale_and_one_size_per_weight():
+    torch.manual_seed(0)
+    # fan-in 2 per group (|w| < 0.71) and 16 (|w| < 0.25): the two panels' ranges differ
+    layers = {"narrow": PackedLinear(8, 8, alpha=2, num_estimators=4, gamma=2),
+              "wide": PackedLinear(8, 8, alpha=4, num_estimators=2)}  # fmt: skip
+    fig = plots.packed_weight_diagram(layers)
+    narrow, wide, bar = fig.axes
+    largest = max(float(layer.weight.abs().max()) for layer in layers.values())
+    for ax in (narrow, wide):  # one colour scale: 0 to the largest |weight| of every panel
+        norm = ax.images[0].norm
+        assert (norm.vmin, norm.vmax) == (0, pytest.approx(largest))
+    assert bar.get_ylim() == (0, pytest.approx(largest))  # and one colour bar shows it
+    assert narrow.images[0].get_array().shape == (16, 16)
+    assert wide.images[0].get_array().shape == (32, 32)
+    fig.canvas.draw()  # one size per weight: the same data span over the same width in pixels
+    spans = [abs(np.diff(ax.get_xlim())[0]) / ax.get_window_extent().width for ax in (narrow, wide)]
+    assert spans[0] == pytest.approx(spans[1]) and abs(np.diff(narrow.get_xlim())[0]) == 32
+    rows = [abs(np.diff(ax.get_ylim())[0]) / ax.get_window_extent().height for ax in (narrow, wide)]
+    assert rows[0] == pytest.approx(rows[1]) == pytest.approx(spans[0])  # square weights
 
 
 def test_shift_boxplots_places_one_box_per_model_and_severity():
@@ -211,6 +260,48 @@ def test_shift_boxplots_places_one_box_per_model_and_severity():
     assert [(b.x0 + b.x1) / 2 for b in boxes] == pytest.approx(expected)  # side by side
     assert [b.x1 - b.x0 < spacing for b in boxes] == [True] * 9  # no box covers its neighbour
     assert [round(b.y0, 6) for b in boxes] == [90.0, 80.0, 60.0] * 3  # accuracy in percent
+
+
+def test_shift_boxplots_draw_each_median_visibly_on_its_box():
+    from matplotlib.colors import to_rgba
+
+    offsets = {"x": 0.0, "y": 0.05, "z": 0.2}  # three corruptions: the median is the middle one
+    rows = [
+        {"model": m, "severity": s, "corruption": c, "cls/Acc": 0.9 - 0.1 * s - d}
+        for m in ("a", "b", "c") for s in (0, 1) for c, d in offsets.items()
+    ]  # fmt: skip
+    (acc,) = plots.shift_boxplots(rows, keys=("cls/Acc",)).axes
+    for patch in acc.patches:  # model a: s0, s1; b: s0, s1; c ...
+        box = patch.get_path().get_extents()
+        medians = [line for line in acc.lines
+                   if len(set(line.get_ydata())) == 1 and len(line.get_xdata()) == 2
+                   and min(line.get_xdata()) == pytest.approx(box.x0)
+                   and max(line.get_xdata()) == pytest.approx(box.x1)
+                   and box.y0 < line.get_ydata()[0] < box.y1]  # fmt: skip
+        assert len(medians) == 1, box  # one line across the box, strictly inside it
+        (median,) = medians
+        severity = round(box.x0 + box.width / 2)
+        assert median.get_ydata()[0] == pytest.approx(100 * (0.9 - 0.1 * severity - 0.05))
+        assert to_rgba(median.get_color()) != patch.get_facecolor()  # not lost in the box's colour
+        assert median.get_visible() and median.get_zorder() >= patch.get_zorder()
+
+
+def test_shift_boxplots_words_for_scaled_metrics_and_a_model_without_the_metric():
+    rows = [
+        {"model": m, "severity": s, "corruption": c, "ts/cls/NLL": 0.1 + s, "cal/ECE": 0.01}
+        | ({"ens/MI": 0.05 * (s + 1)} if m != "single" else {})
+        for m in ("single", "ensemble") for s in (0, 1) for c in ("x", "y")
+    ]  # fmt: skip
+    nll, mi = plots.shift_boxplots(rows, keys=("ts/cls/NLL", "ens/MI")).axes
+    assert nll.get_title() == "T-scaled NLL under shift"
+    assert nll.get_ylabel() == "T-scaled NLL (nats)"
+    assert mi.get_title() == "MI under shift" and mi.get_ylabel() == "MI (nats)"
+    assert [t.get_text() for t in nll.get_legend().get_texts()] == ["single", "ensemble"]
+    assert len(nll.patches) == 4 and len(mi.patches) == 2  # no MI box for the single network
+    spacing = 0.8 / 2
+    boxes = [p.get_path().get_extents() for p in mi.patches]
+    assert [round(b.y0, 6) for b in boxes] == [0.05, 0.1]  # in nats
+    assert [(b.x0 + b.x1) / 2 for b in boxes] == pytest.approx([0 + spacing / 2, 1 + spacing / 2])
 
 
 def test_pareto_plot_points_areas_error_bars_and_words():
@@ -236,9 +327,12 @@ def test_pareto_plot_points_areas_error_bars_and_words():
     (segment,) = bars[0].lines[2][0].get_segments()
     assert np.allclose(segment, [[1000.0, 89.0], [1000.0, 91.0]])  # +- 1 std, in percent
     assert len(auroc.containers) == 1
-    (legend,) = fig.legends
-    assert [t.get_text() for t in legend.get_texts()] == ["small", "big"]
+    (legend,) = fig.legends  # the key of marker sizes; the models' names are on the markers
     assert legend.get_title().get_text() == "marker area: parameters"
+    assert [t.get_text() for t in legend.get_texts()] == ["10 parameters", "20 parameters",
+                                                          "40 parameters",
+                                                          "bars: ±1 std over seeds"]  # fmt: skip
+    assert sorted(t.get_text() for t in acc.texts) == ["big", "small"]
     assert plots.pareto_plot(points).axes[0].get_title() == "Acc"
 
 
@@ -286,8 +380,74 @@ def test_pareto_plot_draws_each_models_error_bar_at_its_own_point():
         ((x, y),) = dot.get_offsets().tolist()
         (segment,) = bar.lines[2][0].get_segments()
         assert np.allclose(segment, [[x, y - std], [x, y + std]])
+    assert sorted(t.get_text() for t in acc.texts) == ["a", "b"]
+
+
+def _crowded_points():
+    """Ten models as a Pareto study gives them: two pairs of twins (same speed, same quality),
+    a cluster of fast models and one slow one."""
+    rows = [
+        ("LeNet", 82e3, 0.985, 44e3),
+        ("MC-Dropout (T=8)", 4.7e3, 0.981, 44e3),
+        ("BatchEnsemble (M=4)", 28e3, 0.986, 48e3),
+        ("Packed-Ensemble (alpha=1, M=2)", 83e3, 0.978, 23e3),
+        ("Packed-Ensemble (alpha=2, M=2)", 63e3, 0.9891, 89e3),
+        ("Packed-Ensemble (alpha=2, M=4)", 63e3, 0.9815, 46e3),
+        ("Packed-Ensemble (alpha=4, M=2)", 24e3, 0.9917, 350e3),
+        ("Packed-Ensemble (alpha=4, M=4)", 27.7e3, 0.9899, 178e3),
+        ("Deep Ensemble (M=2)", 63e3, 0.9890, 89e3),
+        ("Deep Ensemble (M=4)", 27.7e3, 0.9898, 178e3),
+    ]
+    return {name: {"images_per_s": x, "images_per_s_min": 0.9 * x, "images_per_s_max": 1.2 * x,
+                   "cls/Acc": acc, "cls/Acc_std": 0.001, "ood/AUROC": acc - 0.02, "params": params}
+            for name, x, acc, params in rows}  # fmt: skip
+
+
+def test_pareto_plot_is_readable_names_on_markers_nothing_covered():
+    points = _crowded_points()
+    fig = plots.pareto_plot(points, title="MNIST")
+    renderer = fig.canvas.get_renderer()
+    to_pixels = fig.dpi / 72
+    for ax in fig.axes:
+        names = [t for t in ax.texts]
+        assert sorted(t.get_text() for t in names) == sorted(plots.short_name(n) for n in points)
+        boxes = [t.get_window_extent(renderer) for t in names]
+        for i, a in enumerate(boxes):
+            assert ax.get_window_extent(renderer).contains(a.x0, a.y0)
+            assert ax.get_window_extent(renderer).contains(a.x1, a.y1)
+            assert not any(a.overlaps(b) for b in boxes[i + 1 :]), names[i].get_text()
+        dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+        centres = np.array([ax.transData.transform(d.get_offsets()[0]) for d in dots])
+        radii = np.array([np.sqrt(d.get_sizes()[0]) / 2 * to_pixels for d in dots])
+        for i in range(len(dots)):  # no marker covers another
+            apart = np.hypot(*(centres[i + 1 :] - centres[i]).T)
+            assert (apart >= radii[i] + radii[i + 1 :]).all()
+        for box in boxes:  # no name covers a marker
+            nearest = np.column_stack([centres[:, 0].clip(box.x0, box.x1),
+                                       centres[:, 1].clip(box.y0, box.y1)])  # fmt: skip
+            assert (np.hypot(*(centres - nearest).T) >= radii - 0.5).all()
+        true_x = ax.transData.transform([(p["images_per_s"], 1) for p in points.values()])[:, 0]
+        assert np.abs(centres[:, 0] - true_x).max() <= 2 * radii.max()  # a dodge, not a move
+        assert np.abs(centres[:, 0] - true_x)[[0, 1, 2]].max() == 0  # alone: exactly in place
+        ticks = [
+            t.get_window_extent(renderer)
+            for t in ax.get_xticklabels()
+            if t.get_text() and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]
+        ]
+        assert len(ticks) >= 3
+        assert not any(a.overlaps(b) for i, a in enumerate(ticks) for b in ticks[i + 1 :])
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert {"5k", "10k", "20k", "50k"} <= set(labels)
     (legend,) = fig.legends
-    assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[-4:] == ["PE: Packed-Ensemble", "DE: Deep Ensemble", "BE: BatchEnsemble",
+                          "bars: ±1 std over seeds"]  # fmt: skip
+    acc = fig.axes[0]  # the throughput's range as a horizontal bar
+    lenet_bars = acc.containers[0].lines[2]
+    assert len(lenet_bars) == 2  # one horizontal, one vertical
+    assert plots.short_name("Packed-Ensemble (alpha=2, M=4)") == "PE (α=2, M=4)"
+    assert plots.short_name("Deep Ensemble (M=2)") == "DE (M=2)"
+    assert plots.short_name("LeNet") == "LeNet"
 
 
 def _titled(text: str, log=None):

@@ -7,6 +7,7 @@ labels ``(N,)``, images ``(N, 28, 28)`` or ``(N, 1, 28, 28)``.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib import ticker
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from torch import Tensor, nn
 
 from tutorial_lib import files
@@ -30,15 +33,22 @@ EDGE = {"edgecolor": "black"}
 GAP = {"color": "tab:red", "alpha": 0.35, "edgecolor": "tab:red"}
 COUNTS = {"edgecolor": "black", "color": "tab:gray"}
 DIAGONAL = {"color": "black", "linestyle": "--", "lw": 1}
+POINT = {"marker": "D", "color": "tab:blue", "markeredgecolor": "black", "linestyle": "none"}
 THIN = {"lw": 1}
 OVERLAP = {"alpha": 0.6}
 GRID = {"alpha": 0.3}
+MEDIAN = {"color": "black", "lw": 1.5}  # a box's median, visible on every box colour
 SMALL = 8  # legend and annotation font size
 SIZES = {"reliability": (5, 6), "ood": (10, 4), "risk_coverage": (6.5, 4.5),
          "learning_curves": (11, 3.8), "packed_panel": 3.6, "shift_panel": (6, 4),
          "pareto_panel": (6.2, 4.6), "gallery_panel": (3.3, 2.9, 0.19)}  # fmt: skip
 LEGEND = {"reliability": "upper left", "ood": "upper left", "roc": "lower right"}
-MARKER = {"alpha": 0.55, "edgecolors": "black", "base": 40, "span": 900, "capsize": 3}
+# Pareto markers: area base + span * params / largest (points^2); pad: share of the y range
+# left free above and below; x_margin: factor of free throughput on each side; gap and reach
+# (points): room between a marker and its name, and how far out a name may be moved
+MARKER = {"alpha": 0.6, "edgecolors": "black", "base": 30, "span": 330, "capsize": 3, "pad": 0.12,
+          "x_margin": 1.6, "gap": 2, "reach": (0, 8, 18)}  # fmt: skip
+WEIGHTS = {"cmap": "viridis", "absent": "white"}  # packed weight panels
 
 
 REPORT_DPI = 90  # the resolution of the PNG files a comparison writes (and of TensorBoard's)
@@ -80,29 +90,35 @@ def reliability_diagram(
     """Accuracy vs confidence per equal-width bin (with the gap to the diagonal), and the number
     of samples per bin underneath.
 
-    The bins are those of the ECE in the metric tables (:func:`calibration_bins`, a confidence of
-    exactly 1.0 in the last bar), so the ECE in the title is the tables' ECE.
+    The bins are those of the ECE in the metric tables (:func:`calibration_bins`), so the ECE in
+    the title is the tables' ECE. Its extra bin, a confidence of exactly 1.0, is not an interval:
+    it is drawn as a point at confidence 1.0 (its accuracy above, its count below), so that
+    nothing is drawn past a confidence of 1.
     """
     mean = _mean_probs(probs)
     targets = check_targets(targets, mean.shape[0], mean.shape[1])
     conf, pred = mean.max(-1)
     counts, acc, avg_conf = (t.numpy() for t in calibration_bins(conf, pred == targets, n_bins))
     width = 1 / n_bins
-    left = np.arange(n_bins + 1) * width  # the last bar: confidence exactly 1.0
+    left = np.arange(n_bins) * width
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=SIZES["reliability"], sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
-    filled = counts > 0
-    top.bar(left[filled], acc[filled], width, align="edge", label="accuracy", **EDGE)
-    top.bar(left[filled], (avg_conf - acc)[filled], width, bottom=acc[filled], align="edge",
-            label="gap to confidence", **GAP)  # fmt: skip
+    filled = counts[:n_bins] > 0
+    top.bar(left[filled], acc[:n_bins][filled], width, align="edge", label="accuracy", **EDGE)
+    top.bar(left[filled], (avg_conf - acc)[:n_bins][filled], width, bottom=acc[:n_bins][filled],
+            align="edge", label="gap to confidence", **GAP)  # fmt: skip
     top.plot([0, 1], [0, 1], label="perfect calibration", **DIAGONAL)
+    bottom.bar(left, counts[:n_bins], width, align="edge", **COUNTS)
+    if counts[n_bins] > 0:  # confidence exactly 1.0: a point, not a bar past 1
+        top.plot([1.0], [acc[n_bins]], label=f"confidence 1.0 ({counts[n_bins]:,.0f})",
+                 clip_on=False, **POINT)  # fmt: skip
+        bottom.plot([1.0], [counts[n_bins]], clip_on=False, **POINT)
     ece = float(np.sum(counts * np.abs(acc - avg_conf)) / counts.sum())
     top.set(ylabel="accuracy", ylim=(0, 1), title=f"{title} (ECE {100 * ece:.2f}%)")
     top.legend(loc=LEGEND["reliability"])
-    bottom.bar(left, counts, width, align="edge", **COUNTS)
     bottom.set(xlabel="confidence (max mean probability)", ylabel="samples", yscale="log",
-               xlim=(0, 1 + width))  # fmt: skip
+               xlim=(0, 1))  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -293,29 +309,54 @@ def learning_curves(log_dir: str | os.PathLike, title: str = "Learning curves") 
 
 
 def packed_weight_diagram(layers: Mapping[str, nn.Module]) -> Figure:
-    """The weight matrix of packed linear layers as images: block-diagonal, one block per group.
+    """The weight matrices of packed linear layers as images: block-diagonal, one block per group.
+
+    Every panel is drawn at one scale: each has the axis limits of the largest matrix, with its
+    own matrix centred and outlined, so that a weight is a square of the same size in every panel
+    (a layer twice as wide is drawn twice as wide); and one colour scale, |weight| from 0 to the
+    largest of all panels, serves them all (one colour bar). Where no weight exists (outside the
+    blocks) the image is masked, drawn white.
 
     Args:
         layers: ``{title: PackedLinear}``.
     """
-    side = SIZES["packed_panel"]
-    fig, axes = plt.subplots(1, len(layers), figsize=(side * len(layers), side), squeeze=False)
-    for ax, (title, layer) in zip(axes[0], layers.items(), strict=True):
+    shown = {}
+    for title, layer in layers.items():
         g = layer.groups
-        blocks = layer.weight.detach().reshape(g, -1, layer.weight.shape[1])
-        full = torch.block_diag(*blocks).abs().numpy()
-        ax.imshow(full > 0, cmap="Blues", vmin=0, vmax=1.3)
-        ax.set(title=f"{title}\n{full.shape[0]}x{full.shape[1]}, {g} groups",
-               xlabel="input feature", ylabel="output feature")  # fmt: skip
-    fig.tight_layout()
+        blocks = layer.weight.detach().abs().reshape(g, -1, layer.weight.shape[1])
+        exists = torch.block_diag(*torch.ones_like(blocks)).numpy() > 0
+        shown[title] = (np.ma.masked_array(torch.block_diag(*blocks).numpy(), mask=~exists), g)
+    most_rows = max(image.shape[0] for image, _ in shown.values())
+    most_cols = max(image.shape[1] for image, _ in shown.values())
+    norm = plt.Normalize(vmin=0, vmax=max(float(image.max()) for image, _ in shown.values()))
+    cmap = plt.get_cmap(WEIGHTS["cmap"]).with_extremes(bad=WEIGHTS["absent"])
+    side = SIZES["packed_panel"]
+    fig, axes = plt.subplots(1, len(shown), figsize=(side * len(shown) + 1, side), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for ax, (title, (image, g)) in zip(axes[0], shown.items(), strict=True):
+        rows, cols = image.shape
+        ax.imshow(image, cmap=cmap, norm=norm)
+        ax.add_patch(plt.Rectangle((-0.5, -0.5), cols, rows, fill=False, **EDGE))
+        pad_x, pad_y = (most_cols - cols) / 2, (most_rows - rows) / 2
+        ax.set(title=f"{title}\n{rows}x{cols}, {g} groups", xlabel="input feature",
+               ylabel="output feature", xlim=(-0.5 - pad_x, cols - 0.5 + pad_x),
+               ylim=(rows - 0.5 + pad_y, -0.5 - pad_y))  # fmt: skip
+        ax.set(xticks=range(0, cols, max(1, cols // 4)), yticks=range(0, rows, max(1, rows // 4)))
+        ax.spines[:].set_visible(False)  # the outline marks the matrix
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]),
+                 label="|weight| (one scale for all panels)")  # fmt: skip
     return fig
 
 
 def shift_boxplots(rows: list[dict], keys: tuple[str, ...] = ("cls/Acc", "cal/ECE")) -> Figure:
     """Box plots over corruptions (and seeds) of each metric vs severity, one colour per model,
     as in Ovadia et al. (2019). ``rows`` as :func:`tutorial_lib.compare.evaluate_shift` returns.
+    Each box spans the quartiles, its line is the median, its whiskers reach the furthest values
+    within 1.5 interquartile ranges.
 
-    NLL is shown in nats, the other metrics in percent.
+    NLL and MI are shown in nats, the other metrics in percent; ``ts/...`` keys (after
+    temperature scaling) are labelled "T-scaled". A model whose rows lack a key (no ``ens/MI``
+    for a single network) keeps its colour and place but draws no box in that panel.
     """
     models = list(dict.fromkeys(r["model"] for r in rows))
     severities = sorted({r["severity"] for r in rows})
@@ -324,19 +365,22 @@ def shift_boxplots(rows: list[dict], keys: tuple[str, ...] = ("cls/Acc", "cal/EC
     fig, axes = plt.subplots(1, len(keys), figsize=(width * len(keys), height), squeeze=False)
     spacing = 0.8 / len(models)
     for ax, key in zip(axes[0], keys, strict=True):
-        scale, unit = (1, "nats") if key.endswith("NLL") else (100, "%")
+        scale, unit = (1, "nats") if key.endswith(("NLL", "MI")) else (100, "%")
         for i, model in enumerate(models):
+            ax.plot([], [], color=colours[i % len(colours)], lw=8, label=model)
             data = [
-                [scale * r[key] for r in rows if r["model"] == model and r["severity"] == s]
+                [scale * r[key] for r in rows
+                 if r["model"] == model and r["severity"] == s and key in r]
                 for s in severities
-            ]
+            ]  # fmt: skip
+            if not all(data):
+                continue
             positions = [s + (i - (len(models) - 1) / 2) * spacing for s in severities]
             box = ax.boxplot(data, positions=positions, widths=spacing * 0.9, patch_artist=True,
-                             showfliers=False, manage_ticks=False)  # fmt: skip
+                             showfliers=False, manage_ticks=False, medianprops=MEDIAN)  # fmt: skip
             for patch in box["boxes"]:
                 patch.set_facecolor(colours[i % len(colours)])
-            ax.plot([], [], color=colours[i % len(colours)], lw=8, label=model)
-        short = key.split("/")[-1]
+        short = ("T-scaled " if key.startswith("ts/") else "") + key.split("/")[-1]
         ax.set(xticks=severities, xlabel="shift severity (0 = clean test set)",
                ylabel=f"{short} ({unit})", title=f"{short} under shift")  # fmt: skip
         ax.grid(**GRID)
@@ -354,32 +398,191 @@ def pareto_plot(
     """Quality against inference throughput, marker area proportional to the parameter count
     (the format of Figure 1 of the Packed-Ensembles paper), one panel per metric.
 
+    Made to be read: each marker carries its model's short name (:func:`short_name`), placed
+    where it covers no other name and no marker; markers that would cover each other (two
+    models of equal speed and quality) are moved apart sideways by the few points needed (a
+    "dodge": a shift far smaller than a throughput measurement's spread); the log axis is
+    labelled at 1, 2 and 5 times the powers of ten ("5k", "10k", "20k"). Vertical bars: +- 1
+    standard deviation over seeds; horizontal bars, where ``points`` has them: the range of the
+    throughput measurements.
+
     Args:
-        points: ``{model name: {x_key: ..., "params": ..., y_key: mean, f"{y_key}_std": std}}``.
+        points: ``{model name: {x_key: ..., "params": ..., y_key: mean, f"{y_key}_std": std}}``,
+            optionally ``f"{x_key}_min"`` and ``f"{x_key}_max"``.
         y_keys: the metrics on the vertical axes (fractions, shown in percent).
         x_key: the horizontal axis (log scale).
     """
     width, height = SIZES["pareto_panel"]
     fig, axes = plt.subplots(1, len(y_keys), figsize=(width * len(y_keys), height), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = list(points)
     largest = max(p["params"] for p in points.values())
+    areas = np.array([MARKER["base"] + MARKER["span"] * points[n]["params"] / largest
+                      for n in names])  # fmt: skip
+    x = np.array([points[n][x_key] for n in names], dtype=float)
+    x_low = np.array([points[n].get(f"{x_key}_min", points[n][x_key]) for n in names], dtype=float)
+    x_high = np.array([points[n].get(f"{x_key}_max", points[n][x_key]) for n in names], dtype=float)
     for ax, key in zip(axes[0], y_keys, strict=True):
-        for i, (name, p) in enumerate(points.items()):
-            x, y = p[x_key], 100 * p[key]
-            area = MARKER["base"] + MARKER["span"] * p["params"] / largest
-            colour = colours[i % len(colours)]
-            ax.scatter(x, y, s=area, alpha=MARKER["alpha"], color=colour,
-                       edgecolors=MARKER["edgecolors"], label=name)  # fmt: skip
-            spread = p.get(f"{key}_std")
-            if spread:
-                ax.errorbar(x, y, yerr=100 * spread, color=colour, capsize=MARKER["capsize"],
-                            **THIN)  # fmt: skip
+        y = np.array([100 * points[n][key] for n in names])
+        spread = np.array([100 * (points[n].get(f"{key}_std") or 0.0) for n in names])
+        low, high = float((y - spread).min()), float((y + spread).max())
+        pad = max(high - low, 1e-3) * MARKER["pad"]
         short = key.split("/", 1)[-1]
         ax.set(xscale="log", xlabel="inference throughput (images/s, log scale)",
-               ylabel=f"{short} (%)", title=f"{title} {short}".strip())  # fmt: skip
+               ylabel=f"{short} (%)", title=f"{title} {short}".strip(),
+               xlim=(x_low.min() / MARKER["x_margin"], x_high.max() * MARKER["x_margin"]),
+               ylim=(low - pad, high + pad))  # fmt: skip
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(_count))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.grid(**GRID)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=SMALL,
-               markerscale=0.5, title="marker area: parameters")  # fmt: skip
+    diameters = np.sqrt(areas)  # points
+    handles = [Line2D([], [], marker="o", linestyle="none", markersize=float(np.sqrt(
+        MARKER["base"] + MARKER["span"] * size / largest)), markerfacecolor="lightgray",
+        markeredgecolor=MARKER["edgecolors"], label=f"{_count(size)} parameters")
+        for size in _key_sizes([points[n]["params"] for n in names])]  # fmt: skip
+    shorts = [short_name(n) for n in names]
+    notes = [f"{abbr}: {full}" for full, abbr in ABBREVIATIONS
+             if any(s.startswith(abbr + " ") or s == abbr for s in shorts)]  # fmt: skip
+    notes.append("bars: ±1 std over seeds")
+    handles += [Line2D([], [], linestyle="none", label=note) for note in notes]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=SMALL,
+               title="marker area: parameters", labelspacing=1.2, borderpad=0.8)  # fmt: skip
     fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    to_pixels = fig.dpi / 72
+    for ax, key in zip(axes[0], y_keys, strict=True):
+        y = np.array([100 * points[n][key] for n in names])
+        radii = diameters / 2 * to_pixels
+        centres = ax.transData.transform(np.column_stack([x, y]))
+        moved = _dodge(centres, radii, MARKER["gap"] * to_pixels)
+        shown_x = x.copy()
+        for i in np.flatnonzero(moved != centres[:, 0]):
+            shown_x[i] = ax.transData.inverted().transform((moved[i], centres[i, 1]))[0]
+        for i, name in enumerate(names):
+            colour = colours[i % len(colours)]
+            ax.scatter(shown_x[i], y[i], s=areas[i], alpha=MARKER["alpha"], color=colour,
+                       edgecolors=MARKER["edgecolors"], label=name, zorder=3)  # fmt: skip
+            spread = points[name].get(f"{key}_std")
+            horizontal = [[x[i] - x_low[i]], [x_high[i] - x[i]]] if x_high[i] > x_low[i] else None
+            if spread or horizontal:
+                ax.errorbar(shown_x[i], y[i], yerr=100 * spread if spread else None,
+                            xerr=horizontal, color=colour, capsize=MARKER["capsize"],
+                            zorder=2, **THIN)  # fmt: skip
+        centres[:, 0] = moved
+        spread = np.array([100 * (points[n].get(f"{key}_std") or 0.0) for n in names])
+        cap = MARKER["capsize"] * to_pixels
+        bars = [(cx - cap, ax.transData.transform((1, low))[1], cx + cap,
+                 ax.transData.transform((1, high))[1])
+                for cx, low, high in zip(moved, y - spread, y + spread, strict=True)]  # fmt: skip
+        _place_names(ax, renderer, shorts, centres, radii, bars, shown_x, y, colours, to_pixels)
     return fig
+
+
+# the short names of the Pareto plot's markers: (long, short)
+ABBREVIATIONS = (("Packed-Ensemble", "PE"), ("Deep Ensemble", "DE"), ("BatchEnsemble", "BE"))
+
+
+def short_name(name: str) -> str:
+    """A model's name as the Pareto plot writes it: ``"Packed-Ensemble (alpha=2, M=4)"`` ->
+    ``"PE (α=2, M=4)"``; names without a known long form are kept."""
+    for full, abbr in ABBREVIATIONS:
+        if name.startswith(full):
+            name = abbr + name.removeprefix(full)
+    return name.replace("alpha=", "α=")
+
+
+def _count(value: float, _position: object = None) -> str:
+    """A count as an axis label: 5000 -> "5k", 1500000 -> "1.5M", 200 -> "200"."""
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
+
+
+def _key_sizes(params: Sequence[float]) -> list[float]:
+    """Two or three round parameter counts that span ``params``, for the marker-size legend."""
+    low, high = min(params), max(params)
+    rounded = []
+    for value in (low, (low * high) ** 0.5, high):
+        digits = 10 ** math.floor(math.log10(value))
+        rounded.append(round(value / digits) * digits)
+    return sorted(set(rounded))
+
+
+def _dodge(centres: np.ndarray, radii: np.ndarray, gap: float) -> np.ndarray:
+    """Markers' horizontal display positions moved apart where two would overlap: ``centres``
+    (n, 2) and ``radii`` (n,) in pixels -> new x (n,); markers that overlap nothing keep
+    their exact position."""
+    x = centres[:, 0].astype(float)
+    y = centres[:, 1]
+    for _ in range(200):
+        moved = False
+        for i in range(len(x)):
+            for j in range(i + 1, len(x)):
+                need = radii[i] + radii[j] + gap
+                dx, dy = x[j] - x[i], y[j] - y[i]
+                if dx * dx + dy * dy >= need * need or abs(dy) >= need:
+                    continue
+                push = (math.sqrt(need * need - dy * dy) - abs(dx)) / 2 + 0.01
+                side = 1.0 if dx >= 0 else -1.0  # j stays on its side of i
+                x[i] -= side * push
+                x[j] += side * push
+                moved = True
+        if not moved:
+            break
+    return x
+
+
+def _place_names(ax, renderer, labels, centres, radii, bars, x, y, colours, to_pixels) -> None:
+    """Write each marker's name next to it, at the first of a list of places (right, left,
+    above, below, the diagonals, then further out with a thin leader line) where it covers no
+    name already written, no marker, no error bar (``bars``: boxes in pixels), and stays inside
+    the axes; where no place is free, the one that covers the least (markers weigh most)."""
+    inside = ax.get_window_extent(renderer)
+    written: list[tuple[float, float, float, float]] = []
+    gap = MARKER["gap"] * to_pixels
+    places = [(1, 0, "left", "center"), (-1, 0, "right", "center"), (0, 1, "center", "bottom"),
+              (0, -1, "center", "top"), (1, 1, "left", "bottom"), (1, -1, "left", "top"),
+              (-1, 1, "right", "bottom"), (-1, -1, "right", "top")]  # fmt: skip
+    for i, label in enumerate(labels):
+        best = None
+        for reach in MARKER["reach"]:
+            for sx, sy, ha, va in places:
+                distance = radii[i] + gap + reach * to_pixels
+                step = distance / (math.sqrt(2) if sx and sy else 1)
+                offset = (sx * step / to_pixels, sy * step / to_pixels)  # points
+                leader = {"arrowstyle": "-", "color": colours[i % len(colours)], "lw": 0.6,
+                          "shrinkA": 0, "shrinkB": radii[i] / to_pixels}  # fmt: skip
+                text = ax.annotate(label, (x[i], y[i]), xytext=offset, textcoords="offset points",
+                                   ha=ha, va=va, fontsize=SMALL, zorder=4,
+                                   arrowprops=leader if reach else None)  # fmt: skip
+                extent = text.get_window_extent(renderer)
+                box = (extent.x0 - 1, extent.y0 - 1, extent.x1 + 1, extent.y1 + 1)
+                cost = sum(_overlap(box, other) for other in written + bars)
+                cost += sum(_covers(box, c, r) for c, r in zip(centres, radii, strict=True))
+                cost += 1e6 * (box[0] < inside.x0 or box[2] > inside.x1 or box[1] < inside.y0
+                               or box[3] > inside.y1)  # fmt: skip
+                if best is None or cost < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (cost, text, box)
+                else:
+                    text.remove()
+                if cost == 0:
+                    break
+            if best[0] == 0:
+                break
+        written.append(best[2])
+
+
+def _covers(box: tuple[float, ...], centre: np.ndarray, radius: float) -> float:
+    """How far a box (x0, y0, x1, y1) reaches into a round marker, in pixels (0: not at all)."""
+    nearest_x = min(max(centre[0], box[0]), box[2])
+    nearest_y = min(max(centre[1], box[1]), box[3])
+    return max(0.0, radius - math.hypot(centre[0] - nearest_x, centre[1] - nearest_y)) * 100
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """The area two boxes (x0, y0, x1, y1) share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
