@@ -17,6 +17,9 @@ import pytest
 from tutorial_lib import book
 
 REPO = Path(__file__).resolve().parent.parent
+# a 1x1 PNG, base64, as a notebook stores it
+PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5"
+         "ErkJggg==")  # fmt: skip
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = REPO / "build" / "test-artifacts"
 
@@ -47,6 +50,16 @@ def test_chapter_pages_drop_setup_cells_and_link_notebook_colab_binder(tmp_path)
     assert "badge.svg" not in page and "<math" in page
     links = book.chapter_links("01_x")
     assert page.index(links) > page.index("# 1. Title")
+    # a figure gets alt text from the text above it, not nbconvert's "png"
+    figure = nbformat.v4.new_code_cell("plot()")
+    figure.outputs = [nbformat.v4.new_output("display_data", {"image/png": PIXEL, "text/plain":
+                                                               "<Figure>"})]  # fmt: skip
+    notebook.cells += [nbformat.v4.new_markdown_cell("## 2. The risk-coverage curve\n\nBelow."),
+                       figure]  # fmt: skip
+    nbformat.write(notebook, tmp_path / "01_x.ipynb")
+    book.notebook_to_chapter(tmp_path / "01_x.ipynb", tmp_path)
+    page = (tmp_path / "01_x.md").read_text()
+    assert "![Figure: 2. The risk-coverage curve](01_x_files/" in page and "![png]" not in page
     assert (
         "github.com" in links and "colab.research.google.com" in links and "mybinder.org" in links
     )

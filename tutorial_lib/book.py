@@ -154,6 +154,25 @@ def chapter_links(stem: str) -> str:
     )
 
 
+# nbconvert's image links: ![png](<dir>/<name>_<cell index>_<output index>.png)
+_FIGURE = re.compile(r"!\[(?:png|svg|jpeg)\]\(([^)\s]*?_(\d+)_\d+\.(?:png|svg|jpeg))\)")
+
+
+def _figure_alts(cells: list) -> dict[int, str]:
+    """Alt text for each code cell's figures: "Figure: " and what the text just above it (the
+    nearest markdown cell's heading, else its first sentence) says the cell shows."""
+    alts, context = {}, ""
+    for index, cell in enumerate(cells):
+        if cell.cell_type == "markdown":
+            lines = [line.strip() for line in cell.source.splitlines() if line.strip()]
+            headings = [line.lstrip("#").strip() for line in lines if line.startswith("#")]
+            first = re.split(r"(?<=[.:!?])\s", " ".join(lines), maxsplit=1)[0] if lines else ""
+            context = (headings[-1] if headings else first)[:150]
+        elif context:
+            alts[index] = "Figure: " + re.sub(r"[\[\]()`*_$\\]", "", context).strip()
+    return alts
+
+
 def notebook_to_chapter(path: Path, out_dir: Path) -> str:
     """Write ``<stem>.md`` and its figures (``<stem>_files/``) into ``out_dir``; return the title.
 
@@ -181,6 +200,8 @@ def notebook_to_chapter(path: Path, out_dir: Path) -> str:
     body, resources = MarkdownExporter().from_notebook_node(
         notebook, resources={"output_files_dir": f"{path.stem}_files"}
     )
+    alts = _figure_alts(notebook.cells)
+    body = _FIGURE.sub(lambda m: f"![{alts.get(int(m.group(2)), 'Figure')}]({m.group(1)})", body)
     for name, data in resources.get("outputs", {}).items():
         target = out_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
