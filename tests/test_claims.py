@@ -92,3 +92,10 @@ def test_missing_or_incomplete_results_say_what_to_do(course):
     (course / "data" / "results" / "half.json").write_text(json.dumps({"complete": False}))
     with pytest.raises(ValueError, match="interrupted run"):
         claims.load_results("half")
+
+
+def test_invalid_committed_results_are_one_line_naming_the_file(course):
+    (course / "data" / "results" / "mnist.json").write_text('{"complete": true, "models": ')
+    with pytest.raises(ValueError, match=r"mnist.json is not valid JSON .*: restore it") as err:
+        claims.load_results("mnist")
+    assert "\n" not in str(err.value)
