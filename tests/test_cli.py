@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -293,3 +294,30 @@ def test_ctrl_c_in_notebooks_or_pretrain_exits_130_saying_what_happened(monkeypa
     err = capsys.readouterr().err
     assert "interrupted after" in err and "nothing was written to somewhere" in err
     assert "finished run" not in err
+
+
+def test_the_student_edition_stubs_solutions_and_still_runs(tmp_path, capsys):
+    from nbclient import NotebookClient
+
+    cells = (
+        "from tutorial_lib.exercises import check",
+        "def energy(logits):\n    ### BEGIN SOLUTION\n    return logits.mean(1).logsumexp(-1)\n"
+        "    ### END SOLUTION\n\nenergy = check('energy', energy)",
+        "import torch\nprint(float(energy(torch.zeros(1, 2, 4))))",  # the chapter goes on
+    )
+    path = make_course(tmp_path / "course", cells=cells)
+    assert cli.main(["student", "--root", str(tmp_path / "course")]) == 0
+    assert "student edition of 1 chapter(s)" in capsys.readouterr().out
+    student = tmp_path / "course" / "student" / path.name
+    notebook = nbformat.read(student, 4)
+    source = notebook.cells[2].source
+    assert "logsumexp" not in source and "raise NotImplementedError" in source
+    assert "### BEGIN SOLUTION" not in source and all(not c.get("outputs") for c in notebook.cells)
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(student.parent)}}).execute()  # fmt: skip
+    printed = [o.get("text", "") for c in notebook.cells for o in c.get("outputs", [])]
+    assert any("energy: not done yet" in text for text in printed)
+    assert any(text.strip() == str(math.log(4)) for text in printed)  # the library's version
+    assert cli.main(["student", "--root", str(tmp_path / "course"), "--out",
+                     str(tmp_path / "elsewhere")]) == cli.EXIT_FAILED  # fmt: skip
+    assert "must be a folder inside the course" in capsys.readouterr().err

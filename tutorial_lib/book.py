@@ -260,6 +260,51 @@ def build_book(root: str | Path, run_mdbook: bool = True) -> Path:
     return root / "build" / "book" / "index.html"
 
 
+# an exercise's solution in a code cell (nbgrader's markers), and what the student edition puts
+# in its place
+_SOLUTION = re.compile(
+    r"^([ \t]*)### BEGIN SOLUTION[^\n]*\n.*?^[ \t]*### END SOLUTION[^\n]*$", re.M | re.S
+)
+STUB = "{indent}# your code here (see the exercise above)\n{indent}raise NotImplementedError"
+
+
+def student_edition(root: str | Path, out: str | Path) -> list[Path]:
+    """Write the student edition of every chapter into ``out``: each solution (the lines
+    between ``### BEGIN SOLUTION`` and ``### END SOLUTION``) replaced by a stub that raises
+    ``NotImplementedError``, and every output cleared. Where the chapter checks the exercise
+    (:func:`tutorial_lib.exercises.check`), an unfinished one says so and the chapter goes on with
+    the library's version.
+
+    Args:
+        root: the course's folder (``notebooks/`` holds the teacher edition).
+        out: a folder inside the course (the chapters find the course's data and results from
+            where they run), e.g. ``<root>/student``.
+
+    Returns:
+        The notebooks written.
+
+    Raises:
+        ValueError: ``out`` is outside the course, or is its ``notebooks/`` folder.
+    """
+    import nbformat
+
+    root, out = Path(root).resolve(), Path(out).resolve()
+    if not out.is_relative_to(root) or out == root / "notebooks":
+        raise ValueError(f"--out {out} must be a folder inside the course ({root}), other than "
+                         "notebooks/: the chapters find the course's data from there.")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted((root / "notebooks").glob("[0-9]*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.source = _SOLUTION.sub(lambda m: STUB.format(indent=m.group(1)), cell.source)
+                cell.outputs, cell.execution_count = [], None
+        files.write_text(out / path.name, nbformat.writes(notebook))
+        written.append(out / path.name)
+    return written
+
+
 def execute_notebooks(
     folder: str | Path, names: list[str] | None = None, profile: str = "full", timeout: int = 900
 ) -> Iterator[tuple[Path, float]]:

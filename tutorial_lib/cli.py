@@ -131,6 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("--timeout", type=int, default=900,
                            help="seconds allowed per cell (default: 900)")  # fmt: skip
 
+    student = commands.add_parser(
+        "student", allow_abbrev=False,
+        help="write the student edition of the chapters: solutions replaced by stubs, no outputs",
+        description="Copy every chapter into --out with each exercise's solution (between "
+        "### BEGIN SOLUTION and ### END SOLUTION) replaced by a stub that raises "
+        "NotImplementedError, and the outputs cleared. An unfinished exercise says so and the "
+        "chapter goes on with the library's version.",
+    )  # fmt: skip
+    student.add_argument(
+        "--root", default=None, help="the course's folder (default: found from the current folder)"
+    )
+    student.add_argument("--out", default=None,
+                         help="a folder inside the course (default: <course>/student)")  # fmt: skip
+
     book = commands.add_parser(
         "book", allow_abbrev=False,
         help="build the course website from the executed notebooks (mdBook) into build/book",
@@ -205,6 +219,17 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _student(args: argparse.Namespace) -> int:
+    from tutorial_lib.book import student_edition
+    from tutorial_lib.files import find_root
+
+    root = find_root(args.root)
+    written = student_edition(root, args.out or root / "student")
+    print(f"Wrote the student edition of {len(written)} chapter(s) to {written[0].parent}"
+          if written else "No chapter found.")  # fmt: skip
+    return 0
+
+
 def _book(args: argparse.Namespace) -> int:
     from tutorial_lib.book import build_book
     from tutorial_lib.files import find_root
@@ -215,7 +240,8 @@ def _book(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"compare": _compare, "pretrain": _pretrain, "notebooks": _notebooks, "book": _book}
+HANDLERS = {"compare": _compare, "pretrain": _pretrain, "notebooks": _notebooks,
+            "student": _student, "book": _book}  # fmt: skip
 
 
 def entry() -> NoReturn:
