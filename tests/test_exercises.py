@@ -89,6 +89,13 @@ def fpr95(id_conf, ood_conf):
     return 1.0
 
 
+def contrast(images, severity):
+    factor = (1, 0.6, 0.4, 0.3, 0.2, 0.1)[severity]
+    x = images.double() / 255
+    mean = x.mean(dim=(1, 2), keepdim=True)
+    return ((x - mean) * factor + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
 def energy(logits):
     return logits.mean(1).logsumexp(-1)
 
@@ -104,7 +111,7 @@ def test_a_right_answer_passes_and_is_returned(name, capsys):
 
 def test_there_are_at_least_twelve_in_at_least_six_chapters():
     assert len(exercises.EXERCISES) >= 12
-    assert len({e.chapter for e in exercises.EXERCISES.values()}) >= 6
+    assert len({e.chapter for e in exercises.EXERCISES.values()}) >= 7
 
 
 @pytest.mark.parametrize(
@@ -123,6 +130,7 @@ def test_there_are_at_least_twelve_in_at_least_six_chapters():
         ("conformal_quantile", lambda s, a: float(s.quantile(1 - a)), r"999 scores, alpha 0.1"),
         ("thr_sets", lambda cp, ct, tp, a: thr_sets(cp, ct, tp, a)[:, :-1], r"shape \(100, 9\)"),
         ("energy", lambda z: z.logsumexp(-1).mean(1), r"energy, on 50 inputs"),  # mean of members
+        ("contrast", lambda x, s: contrast(x, max(s - 1, 1)), r"severity 3: at index"),
     ],
 )
 def test_a_wrong_answer_says_what_differs(name, wrong, message, capsys):

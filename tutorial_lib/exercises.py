@@ -138,6 +138,12 @@ def _fpr95(id_conf: Tensor, ood_conf: Tensor) -> float:
     return fpr_at_recall(scores, is_ood, 0.95)
 
 
+def _contrast(images: Tensor, severity: int) -> Tensor:
+    from tutorial_lib.corruptions import contrast
+
+    return contrast(images, severity, torch.Generator())
+
+
 def _energy(logits: Tensor) -> Tensor:
     from tutorial_lib.metrics.ood import ood_scores
 
@@ -236,6 +242,13 @@ def _fpr_cases(g: torch.Generator) -> Iterator[Case]:
     yield "ties between ID and OOD", (torch.tensor([0.9, 0.5, 0.5]), torch.tensor([0.5, 0.1]))
 
 
+def _image_cases(g: torch.Generator) -> Iterator[Case]:
+    images = torch.randint(0, 256, (6, 28, 28), generator=g, dtype=torch.uint8)
+    for severity in (1, 3, 5):
+        yield f"6 random images at severity {severity}", (images, severity)
+    yield "a blank image (nothing to scale)", (torch.zeros(1, 28, 28, dtype=torch.uint8), 5)
+
+
 def _logits_cases(g: torch.Generator) -> Iterator[Case]:
     yield "50 inputs, 3 members, 10 classes", (torch.randn(50, 3, 10, generator=g) * 4,)
     yield "one member", (torch.randn(8, 1, 4, generator=g),)
@@ -293,6 +306,14 @@ EXERCISES: dict[str, Exercise] = {
         _sets_cases,
     ),  # fmt: skip
     "fpr95": Exercise("01", "fpr95(id_conf (N,), ood_conf (N',)) -> float", _fpr95, _fpr_cases),
+    "contrast": Exercise(
+        "06",
+        "contrast(images (N, 28, 28) uint8, severity 1-5) -> uint8 images",
+        _contrast,
+        _image_cases,
+        rtol=0.0,
+        atol=1.0,  # one grey level: a rounding may differ
+    ),
     "energy": Exercise(
         "08",
         "energy(logits (N, M, C)) -> (N,): logsumexp of the mean logits",
