@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -45,3 +47,12 @@ def lock_held_elsewhere(lock, what: str) -> Iterator[int]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def copy_course(root: Path) -> Path:
+    """The course's book.toml and chapters (without their run outputs) copied into ``root``."""
+    repo = Path(__file__).resolve().parent.parent
+    shutil.copy(repo / "book.toml", root / "book.toml")
+    shutil.copytree(repo / "notebooks", root / "notebooks",
+                    ignore=shutil.ignore_patterns("outputs", "lightning_logs", "data"))  # fmt: skip
+    return root

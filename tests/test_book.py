@@ -91,10 +91,9 @@ def test_the_book_is_built_without_torch():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The book built into a scratch root, served on a local port."""
-    root = tmp_path_factory.mktemp("book")
-    shutil.copy(REPO / "book.toml", root / "book.toml")
-    shutil.copytree(REPO / "notebooks", root / "notebooks",
-                    ignore=shutil.ignore_patterns("outputs", "lightning_logs", "data"))  # fmt: skip
+    from conftest import copy_course
+
+    root = copy_course(tmp_path_factory.mktemp("book"))
     index = book.build_book(root)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(index.parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -8,7 +8,6 @@ first cell imports what they use).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -22,10 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    shutil.copy(REPO / "book.toml", root / "book.toml")
-    shutil.copytree(REPO / "notebooks", root / "notebooks",
-                    ignore=shutil.ignore_patterns("outputs", "lightning_logs", "data"))  # fmt: skip
+    from conftest import copy_course
+
+    root = copy_course(tmp_path_factory.mktemp("course"))
     return book.student_edition(root, root / "student")
 
 
