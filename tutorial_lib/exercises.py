@@ -217,7 +217,7 @@ def _selective_cases(g: torch.Generator) -> Iterator[Case]:
 def _temperature_cases(g: torch.Generator) -> Iterator[Case]:
     for true_t in (0.5, 2.0):
         logits = torch.randn(2000, 10, generator=g, dtype=torch.float64) * 3
-        targets = torch.distributions.Categorical(logits=logits / true_t).sample()
+        targets = torch.multinomial((logits / true_t).softmax(-1), 1, generator=g).squeeze(1)
         yield f"2,000 samples drawn at T = {true_t}", (logits, targets)
 
 
