@@ -1,7 +1,9 @@
-"""Helpers shared by the benchmark scripts: the machine's description and a timer."""
+"""Helpers shared by the benchmark scripts: the machine's description, a timer, a study's
+per-model record."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -24,3 +26,34 @@ def timed(fn: Callable[[], object], sync: bool = False) -> float:
     if sync:
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def study_point(summary: dict, speed: list[float], keys: tuple[str, ...]) -> dict:
+    """One model of a study (``pareto.py``, ``packing.py``) as its JSON file stores it.
+
+    Args:
+        summary: :meth:`tutorial_lib.compare.Comparison.summary` of a temperature-scaled model.
+        speed: inference images/s measured on each seed's trained model.
+        keys: the metrics kept: mean, ``_std`` and ``_seeds`` (per-seed values), raw and after
+            temperature scaling (``ts/...``).
+    """
+    calibrated = summary["calibrated"]
+    point = {
+        "spec": summary["spec"],
+        "params": summary["metrics"]["cplx/params"],
+        "flops_per_image": summary["metrics"]["cplx/flops_per_image"],
+        "fit_s": statistics.median(summary["fit_s"]),  # robust to one disturbed run
+        "fit_s_seeds": summary["fit_s"],
+        "images_per_s": statistics.median(speed),
+        "images_per_s_min": min(speed),  # one measurement per seed: its spread
+        "images_per_s_max": max(speed),
+        "images_per_s_seeds": speed,
+        "temperature": summary["temperature"],
+    }
+    for prefix, source in (("", summary), ("ts/", calibrated)):
+        for k in keys:
+            if k in source["metrics"]:
+                point[prefix + k] = source["metrics"][k]
+                point[f"{prefix}{k}_std"] = source["std"][k]
+                point[f"{prefix}{k}_seeds"] = [run[k] for run in source["seeds"]]
+    return point

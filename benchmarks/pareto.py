@@ -2,7 +2,7 @@
 
 Trains single LeNet, MC-Dropout, BatchEnsemble (M=4), Packed-Ensembles (alpha in {1, 2, 4},
 M in {2, 4}; alpha=1, M=4 cannot be built: LeNet's 6 channels do not split into 4 groups) and
-deep ensembles (M in {2, 4}) with 3 seeds on MNIST and FashionMNIST (3 epochs, the default recipe),
+deep ensembles (M in {2, 4}) with 5 seeds on MNIST and FashionMNIST (3 epochs, the default recipe),
 fits a temperature on the validation split for every model (MC-Dropout included: its T passes are
 averaged like members), then measures each trained model's inference throughput on the CPU (test
 set, batch 2048, eval mode, median of 3 passes after a warm-up). Writes
@@ -10,21 +10,21 @@ set, batch 2048, eval mode, median of 3 passes after a warm-up). Writes
 parameters, training time (median over seeds), images/s (median over seeds, and the smallest and
 largest of the seeds' measurements), accuracy, NLL, ECE, OOD AUROC: mean, std and per-seed values,
 raw and after temperature scaling (``ts/...``)) and ``benchmarks/pareto_{mnist,fashion}.png``;
-prints the table. Run it with nothing else on the machine: it takes about half an hour on 2 CPU
-cores.
+prints the table. Run it with nothing else on the machine: it takes about 40 minutes on 2 CPU
+cores; trained runs go to the run cache, so a stopped study resumes where it stopped.
 
-    python benchmarks/pareto.py [--seeds 3] [--datasets mnist fashion] [--out outputs/pareto]
+    python benchmarks/pareto.py [--seeds 5] [--datasets mnist fashion] [--out outputs/pareto]
+                                [--cache auto]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
-from common import machine
+from common import machine, study_point
 
 from tutorial_lib.speed import share_cpu_fairly
 
@@ -36,9 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion"])
     parser.add_argument("--out", default="outputs/pareto")
+    parser.add_argument(
+        "--cache", default="auto", help="run cache (tutorial_lib.runcache): a stopped study resumes"
+    )
     parser.add_argument("--results", default=str(ROOT / "data" / "results" / "pareto.json"))
     args = parser.parse_args()
     share_cpu_fairly()
@@ -57,34 +60,17 @@ def main() -> None:
              "seeds": args.seeds, "datasets": {}}  # fmt: skip
     for dataset in args.datasets:
         config = ExperimentConfig.create("full", dataset=dataset, models=MODELS, seeds=args.seeds,
-                                         calibrate="temperature",
+                                         calibrate="temperature", cache=args.cache,
                                          out=f"{args.out}/{dataset}")  # fmt: skip
         study |= {"epochs": config.epochs, "calibrate": config.calibrate}
         comparison = run_comparison(config, progress=lambda line: print(line, flush=True))
         name = comparison.data["id"]
         test_images = load_split(name, False, config.data_dir, config.mirror)[0]
         points = {}
+        batch = normalize(test_images, *STATS[name])  # (N, 1, 28, 28), as the model sees it
         for model_name, runs in comparison.runs.items():
-            summary = comparison.summary(model_name)
-            batch = normalize(test_images, *STATS[name])  # (N, 1, 28, 28), as the model sees it
             speed = [throughput(r.model.cpu(), batch) for r in runs]
-            calibrated = summary["calibrated"]  # every model: calibrate="temperature"
-            points[model_name] = {
-                "spec": summary["spec"],
-                "params": summary["metrics"]["cplx/params"],
-                "flops_per_image": summary["metrics"]["cplx/flops_per_image"],
-                "fit_s": statistics.median(summary["fit_s"]),  # robust to one disturbed run
-                "images_per_s": statistics.median(speed),
-                "images_per_s_min": min(speed),  # one measurement per seed: its spread
-                "images_per_s_max": max(speed),
-                "images_per_s_seeds": speed,
-                "temperature": summary["temperature"],
-            } | {k: summary["metrics"][k] for k in KEYS} | {
-                f"{k}_std": summary["std"][k] for k in KEYS} | {
-                f"{k}_seeds": [run[k] for run in summary["seeds"]] for k in KEYS} | {
-                f"ts/{k}": calibrated["metrics"][k] for k in KEYS} | {
-                f"ts/{k}_std": calibrated["std"][k] for k in KEYS} | {
-                f"ts/{k}_seeds": [run[k] for run in calibrated["seeds"]] for k in KEYS}  # fmt: skip
+            points[model_name] = study_point(comparison.summary(model_name), speed, KEYS)
         study["datasets"][dataset] = {"data": comparison.data, "points": points}
         print(f"\n{dataset}: {'model':34s} {'params':>8s} {'fit s':>6s} {'img/s':>8s} "
               + " ".join(f"{k.split('/')[1]:>14s}" for k in KEYS))  # fmt: skip

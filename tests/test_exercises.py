@@ -100,6 +100,12 @@ def energy(logits):
     return logits.mean(1).logsumexp(-1)
 
 
+def packed_params(in_features, out_features, alpha, members, gamma):
+    wide_in, wide_out = int(in_features * alpha), int(out_features * alpha)
+    groups = members * gamma  # block-diagonal: each group sees 1/groups of the inputs
+    return wide_out * (wide_in // groups) + wide_out
+
+
 SOLUTIONS = {name: globals()[name] for name in exercises.EXERCISES}
 
 
@@ -131,6 +137,11 @@ def test_there_are_at_least_twelve_in_at_least_six_chapters():
         ("thr_sets", lambda cp, ct, tp, a: thr_sets(cp, ct, tp, a)[:, :-1], r"shape \(100, 9\)"),
         ("energy", lambda z: z.logsumexp(-1).mean(1), r"energy, on 50 inputs"),  # mean of members
         ("contrast", lambda x, s: contrast(x, max(s - 1, 1)), r"severity 3: at index"),
+        (
+            "packed_params",
+            lambda i, o, a, m, g: packed_params(i, o, a, m, 1),  # gamma forgotten
+            r"packed_params, on in 120, out 84, alpha 2, M 4, gamma 2: 10248, expected 5208",
+        ),
     ],
 )
 def test_a_wrong_answer_says_what_differs(name, wrong, message, capsys):

@@ -85,8 +85,12 @@ def test_a_locked_folder_refuses_a_second_writer_at_once(tmp_path):
 def test_set_aside_keeps_the_last_complete_experiment(tmp_path):
     names = ("results.json", "plots")
     assert files.set_aside(tmp_path, names, complete=True) is None  # nothing there
+    (tmp_path / "plots").mkdir()  # made by the checks before a first experiment: not one
+    assert files.set_aside(tmp_path, names, complete=False) is None
+    assert not (tmp_path / "interrupted").exists()
     (tmp_path / "results.json").write_text("complete one")
     (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "reliability.png").write_bytes(b"png")
     assert files.set_aside(tmp_path, names, complete=True) == tmp_path / "previous"
     assert (tmp_path / "previous" / "results.json").read_text() == "complete one"
     assert (tmp_path / "previous" / "plots").is_dir() and not (tmp_path / "plots").exists()

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tutorial_lib import files
+from tutorial_lib import files, runcache
 from tutorial_lib.calibration import apply_temperature, ensemble_logits, fit_temperature
 from tutorial_lib.config import ExperimentConfig, ModelSpec
 from tutorial_lib.corruptions import CORRUPTIONS, SEVERITIES, corrupt
@@ -614,26 +614,52 @@ def _run_locked(
     )  # fmt: skip
     runs = [(spec, seed) for spec in config.specs for seed in config.seed_list]
     accelerator = choose_accelerator(config.accelerator)  # a GPU's absence said once
-    plan = plan_workers(len(runs), config.workers, accelerator)
+    cache = runcache.cache_dir(config.cache) if config.cache else None
+    entries = ([runcache.entry_path(cache, spec, runcache.run_key(spec, config, seed, accelerator))
+                for spec, seed in runs] if cache else [])  # fmt: skip
+    cached = {i: r for i, r in ((i, _from_cache(entries[i], *runs[i], config, out, say))
+                                for i in range(len(entries))) if r}  # fmt: skip
+    to_train = [i for i in range(len(runs)) if i not in cached]
+    plan = plan_workers(len(to_train), config.workers, accelerator)
     times = "CPU seconds" if accelerator == "cpu" else "wall seconds"
     comparison.info |= {"workers": plan.workers, "threads_per_run": plan.threads,
                         "accelerator": accelerator, "times": times}  # fmt: skip
+    if cache:
+        comparison.info |= {"cache": str(cache), "cached_runs": len(cached)}
     comparison.save(out, complete=False)
     if moved:
         say(f"The previous experiment in {out} is now in {moved}")
-    say(f"{len(runs)} run(s), {plan.describe()} (times: each run's {times})")
+    if cache:
+        say(f"{len(cached)} of {len(runs)} run(s) loaded from the cache {cache}")
+    say(f"{len(to_train)} run(s), {plan.describe()} (times: each run's {times})")
 
     def one_run(index: int) -> ModelResult:
-        spec, seed = runs[index]
+        spec, seed = runs[to_train[index]]
         shutil.rmtree(out / "lightning_logs" / spec.slug / f"seed{seed}", ignore_errors=True)
         return fit_and_test(spec, data, config, seed, out / "lightning_logs",
                             worker=plan.side_by_side, accelerator=accelerator)  # fmt: skip
 
+    def trained() -> Iterator[tuple[int, ModelResult]]:
+        yield from cached.items()
+        # closing(): the workers stop as soon as the loop does (an error, Ctrl+C)
+        with closing(run_side_by_side(one_run, len(to_train), plan)) as results:
+            for index, result in results:
+                spec, seed = runs[to_train[index]]
+                if cache:
+                    _to_cache(
+                        entries[to_train[index]],
+                        result,
+                        config,
+                        accelerator,
+                        out / "lightning_logs" / spec.slug / f"seed{seed}",
+                        say,
+                    )
+                yield to_train[index], result
+
     finished: dict[int, ModelResult] = {}
     try:
-        # closing(): the workers stop as soon as the loop does (an error, Ctrl+C)
-        with interruptible(), closing(run_side_by_side(one_run, len(runs), plan)) as results:
-            for done, (index, result) in enumerate(results, start=1):
+        with interruptible(), closing(trained()) as stream:
+            for done, (index, result) in enumerate(stream, start=1):
                 finished[index] = result
                 comparison.runs.clear()  # in the order of the runs, not the order they finished
                 for i in sorted(finished):
@@ -645,8 +671,9 @@ def _run_locked(
                         f"{spec.name}, seed {seed}: {warning}")  # fmt: skip
                     say(f"Warning: {spec.name}, seed {seed}: {warning}")
                 comparison.save(out, complete=False)
-                say(f"[{done}/{len(runs)}] {spec.name}, seed {seed}: fit {result.fit_s:.1f} s, "
-                    f"test {result.test_s:.1f} s, accuracy "
+                origin = "from the cache, trained in" if index in cached else "fit"
+                say(f"[{done}/{len(runs)}] {spec.name}, seed {seed}: {origin} "
+                    f"{result.fit_s:.1f} s, test {result.test_s:.1f} s, accuracy "
                     f"{100 * result.metrics['cls/Acc']:.2f} %")  # fmt: skip
             if config.pretrained:
                 comparison.add(evaluate_pretrained(config.pretrained, data, config, accelerator))
@@ -662,6 +689,56 @@ def _run_locked(
     write_report(comparison, out)
     comparison.save(out, complete=True)
     return comparison
+
+
+def _from_cache(
+    entry: Path, spec: ModelSpec, seed: int, config: ExperimentConfig, out: Path,
+    say: Callable[[str], None],
+) -> ModelResult | None:  # fmt: skip
+    """The run stored in ``entry`` (its TensorBoard folder copied into ``out``), calibrated as
+    ``config`` asks; None when it is not stored or cannot be read (then it trains again)."""
+    try:
+        payload = runcache.load(entry)
+    except ValueError as err:
+        say(f"Warning: {err}: training it again")
+        return None
+    if payload is None:
+        return None
+    model = build_model(spec)
+    model.load_state_dict(payload["state_dict"])
+    result = ModelResult(
+        spec, seed, payload["metrics"], payload["fit_s"], payload["test_s"],
+        payload["train_images_per_s"], payload["steps"], members=payload["members"],
+        predictions=payload["predictions"], model=model.eval(),
+        figures={k: v.numpy().tobytes() for k, v in payload["figures"].items()},
+    )  # fmt: skip
+    logs = out / "lightning_logs" / spec.slug / f"seed{seed}"
+    shutil.rmtree(logs, ignore_errors=True)
+    if (entry / "logs").is_dir():
+        shutil.copytree(entry / "logs", logs)
+    if config.calibrate == "temperature":
+        calibrate(result)
+    return result
+
+
+def _to_cache(
+    entry: Path, result: ModelResult, config: ExperimentConfig, accelerator: str, logs: Path,
+    say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Store a trained run; a cache that cannot be written is reported, and the run goes on."""
+    payload = {
+        "metrics": result.metrics, "fit_s": result.fit_s, "test_s": result.test_s,
+        "train_images_per_s": result.train_images_per_s, "steps": result.steps,
+        "members": result.members, "predictions": result.predictions,
+        "state_dict": result.model.state_dict(),
+        "figures": {k: torch.frombuffer(bytearray(v), dtype=torch.uint8)
+                    for k, v in result.figures.items()},
+    }  # fmt: skip
+    key = runcache.run_key(result.spec, config, result.seed, accelerator)
+    try:
+        runcache.store(entry, key, payload, logs)
+    except OSError as err:
+        say(f"Warning: the run was not cached ({err})")
 
 
 def near_chance(result: ModelResult, margin: float = 0.1) -> str | None:

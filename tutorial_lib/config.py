@@ -177,6 +177,14 @@ class ExperimentConfig:
         ),
     )
     out: str = field(default="outputs/compare", metadata=_opt("output folder"))
+    cache: str | None = field(
+        default=None,
+        metadata=_opt(
+            "run cache folder: a run trained before with the same settings, seed and code is "
+            "loaded, not retrained, and a stopped experiment resumes (auto: the course's "
+            "outputs/cache; clear it by deleting the folder; see tutorial_lib.runcache)"
+        ),
+    )
     profile: str | None = field(
         default=None,
         metadata=_opt(

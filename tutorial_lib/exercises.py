@@ -144,6 +144,14 @@ def _contrast(images: Tensor, severity: int) -> Tensor:
     return contrast(images, severity, torch.Generator())
 
 
+def _packed_params(in_features: int, out_features: int, alpha: float, members: int,
+                   gamma: int) -> int:  # fmt: skip
+    from tutorial_lib.layers import PackedLinear
+
+    layer = PackedLinear(in_features, out_features, alpha, members, gamma)  # a hidden layer
+    return sum(p.numel() for p in layer.parameters())
+
+
 def _energy(logits: Tensor) -> Tensor:
     from tutorial_lib.metrics.ood import ood_scores
 
@@ -249,6 +257,12 @@ def _image_cases(g: torch.Generator) -> Iterator[Case]:
     yield "a blank image (nothing to scale)", (torch.zeros(1, 28, 28, dtype=torch.uint8), 5)
 
 
+def _packed_params_cases(g: torch.Generator) -> Iterator[Case]:
+    for args in ((120, 84, 2.0, 4, 1), (120, 84, 2.0, 4, 2), (480, 336, 2.0, 4, 2),
+                 (400, 120, 1.0, 2, 1), (16, 16, 4.0, 4, 1), (240, 168, 2.0, 4, 3)):  # fmt: skip
+        yield f"in {args[0]}, out {args[1]}, alpha {args[2]:g}, M {args[3]}, gamma {args[4]}", args
+
+
 def _logits_cases(g: torch.Generator) -> Iterator[Case]:
     yield "50 inputs, 3 members, 10 classes", (torch.randn(50, 3, 10, generator=g) * 4,)
     yield "one member", (torch.randn(8, 1, 4, generator=g),)
@@ -313,6 +327,15 @@ EXERCISES: dict[str, Exercise] = {
         _image_cases,
         rtol=0.0,
         atol=1.0,  # one grey level: a rounding may differ
+    ),
+    "packed_params": Exercise(
+        "09",
+        "packed_params(in_features, out_features, alpha, M, gamma) -> int: a hidden packed "
+        "linear layer's weights and biases",
+        _packed_params,
+        _packed_params_cases,
+        rtol=0.0,
+        atol=0.0,
     ),
     "energy": Exercise(
         "08",

@@ -172,6 +172,9 @@ def set_aside(folder: str | os.PathLike, names: tuple[str, ...], complete: bool)
     experiment that never finished: never over a complete one). Returns where they went, or None
     if there was nothing."""
     present = [Path(folder) / n for n in names if (Path(folder) / n).exists()]
+    for path in [p for p in present if p.is_dir() and not any(p.iterdir())]:
+        path.rmdir()  # an empty folder (made by a check before training) is no experiment
+        present.remove(path)
     if not present:
         return None
     target = Path(folder) / ("previous" if complete else "interrupted")

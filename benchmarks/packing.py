@@ -1,0 +1,160 @@
+"""When packing pays: backbone width x method, PE against DE-4 (chapter 9's study).
+
+Packed-Ensembles are built to match a deep ensemble at a fraction of its cost on *wide*
+backbones; LeNet is thin. This study widens LeNet (``--width K`` multiplies its channels and
+hidden units) and trains, at each width, a single network, a deep ensemble of 4 and
+Packed-Ensembles alpha=2, M=4 with gamma 1 and gamma 2 (gamma 2 needs width >= 2: LeNet's 6
+channels do not split into 8 groups).
+
+1. **Epochs, chosen on the validation split.** A pilot trains the single network, seed 0, at
+   the narrowest and the widest width for each epoch count of ``--epoch-grid``, and keeps the
+   smallest count whose validation accuracy is within ``--tolerance`` points of the grid's best
+   at every pilot width (the test sets are not looked at).
+2. **The study.** Every model, width and seed with those epochs, the default recipe,
+   a temperature fitted on the validation split; then each trained model's inference
+   throughput on the CPU (as ``pareto.py`` measures it).
+
+Writes ``data/results/packing.json``: the pilot (validation accuracy and NLL per width and
+epochs) and the epochs chosen, the machine, and per data set, width and model: parameters,
+FLOPs, training time (CPU seconds; median and per seed), images/s, and accuracy, NLL, ECE, OOD
+AUROC, disagreement and mutual information (mean, std, per-seed values; raw and after
+temperature scaling, ``ts/...``). Every trained run goes to the run cache, so a stopped study
+resumes. Prints progress and, after the pilot, the expected duration. Run it with nothing else
+on the machine: about an hour on 2 CPU cores with the defaults.
+
+    python benchmarks/packing.py [--datasets fashion] [--widths 1 2 4] [--seeds 3]
+                                 [--epoch-grid 3 6] [--cache auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from common import machine, study_point
+
+from tutorial_lib.speed import share_cpu_fairly
+
+# (models, gamma): gamma is one setting of an experiment, so gamma 2 is a second experiment
+GROUPS = ((("lenet", "deep-ensemble-4", "packed-2-4"), 1), (("packed-2-4",), 2))
+KEYS = ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC", "ens/Disagreement", "ens/MI")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def validation_scores(result) -> dict[str, float]:
+    """Validation accuracy and NLL of one run (its stored validation predictions)."""
+    import torch
+
+    probs = result.predictions["val_probs"].mean(dim=1)  # (N, C): the ensemble's average
+    targets = result.predictions["val_targets"]
+    picked = probs[torch.arange(len(targets)), targets].clamp_min(1e-12)
+    return {"val_acc": float((probs.argmax(1) == targets).float().mean()),
+            "val_nll": float(-picked.log().mean())}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--datasets", nargs="+", default=["fashion"])
+    parser.add_argument("--widths", nargs="+", type=int, default=[1, 2, 4])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epoch-grid", nargs="+", type=int, default=[3, 6])
+    parser.add_argument("--tolerance", type=float, default=0.3,
+                        help="points of validation accuracy below the grid's best that still "
+                             "count as converged")  # fmt: skip
+    parser.add_argument("--cache", default="auto")
+    parser.add_argument("--out", default="outputs/packing")
+    parser.add_argument("--results", default=str(ROOT / "data" / "results" / "packing.json"))
+    args = parser.parse_args()
+    share_cpu_fairly()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tutorial_lib.compare import build_model, run_comparison
+    from tutorial_lib.config import ConfigError, ExperimentConfig
+    from tutorial_lib.data import STATS, load_split, normalize
+    from tutorial_lib.files import write_json
+    from tutorial_lib.metrics import throughput
+    from tutorial_lib.metrics.complexity import complexity
+
+    start = time.perf_counter()
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    say(f"machine: {machine()}")
+    study = {"complete": False, "command": "python " + " ".join(sys.argv), "machine": machine(),
+             "seeds": args.seeds, "widths": args.widths, "tolerance": args.tolerance,
+             "pilot": {}, "datasets": {}}  # fmt: skip
+
+    def experiment(dataset: str, width: int, models, gamma: int, **values) -> ExperimentConfig:
+        return ExperimentConfig.create(
+            "full", dataset=dataset, models=models, width=width, gamma=gamma,
+            calibrate="temperature", cache=args.cache,
+            out=f"{args.out}/{dataset}/w{width}-g{gamma}", **values)  # fmt: skip
+
+    # 1. the pilot: epochs chosen on the validation split, first data set, seed 0
+    pilot_widths = sorted({min(args.widths), max(args.widths)})
+    rate = {}  # CPU seconds per (epoch x FLOP per image) at each pilot width: the forecast
+    for width in pilot_widths:
+        for epochs in args.epoch_grid:
+            config = experiment(args.datasets[0], width, ("lenet",), 1, epochs=epochs, seeds=1)
+            say(f"pilot: LeNet width {width}, {epochs} epochs")
+            (runs,) = run_comparison(config, progress=say).runs.values()
+            run = runs[0]
+            scores = validation_scores(run)
+            study["pilot"].setdefault(f"w{width}", {})[str(epochs)] = scores | {"fit_s": run.fit_s}
+            rate[width] = run.fit_s / (epochs * run.metrics["cplx/flops_per_image"])
+    best = {w: max(s["val_acc"] for s in study["pilot"][f"w{w}"].values()) for w in pilot_widths}
+    epochs = min(e for e in args.epoch_grid if all(
+        study["pilot"][f"w{w}"][str(e)]["val_acc"] >= best[w] - args.tolerance / 100
+        for w in pilot_widths))  # fmt: skip
+    study["epochs"] = epochs
+    say(f"pilot: {epochs} epochs (validation accuracy within {args.tolerance} points of the "
+        f"best of {args.epoch_grid} at widths {pilot_widths})")  # fmt: skip
+
+    # 2. the study: what it will cost, then every width, method and seed
+    plan = []
+    for dataset in args.datasets:
+        for width in args.widths:
+            for models, gamma in GROUPS:
+                try:
+                    config = experiment(dataset, width, models, gamma, epochs=epochs,
+                                        seeds=args.seeds)  # fmt: skip
+                    flops = [complexity(build_model(s))["flops_per_image"] for s in config.specs]
+                except (ConfigError, ValueError) as err:  # gamma 2 on LeNet's 6 channels
+                    say(f"skipped: width {width}, gamma {gamma}: {err}")
+                    continue
+                nearest = min(rate, key=lambda w: abs(w - width))
+                plan.append((dataset, width, gamma, config, sum(flops) * rate[nearest]))
+    cpu_s = sum(per_epoch * epochs * args.seeds for *_, per_epoch in plan)
+    say(f"the study: {len(plan)} experiments; expected about {cpu_s / 2 / 60:.0f} min on 2 "
+        "CPUs (less for runs already in the cache)")  # fmt: skip
+    for dataset, width, gamma, config, _ in plan:
+        say(f"\n== {dataset}, width {width}, gamma {gamma} "
+            f"({(time.perf_counter() - start) / 60:.0f} min so far) ==")  # fmt: skip
+        comparison = run_comparison(config, progress=say)
+        name = comparison.data["id"]
+        batch = normalize(load_split(name, False, config.data_dir, config.mirror)[0], *STATS[name])
+        entry = study["datasets"].setdefault(dataset, {"data": comparison.data, "points": {}})
+        for model_name, runs in comparison.runs.items():
+            speed = [throughput(r.model.cpu(), batch) for r in runs]
+            point = study_point(comparison.summary(model_name), speed, KEYS)
+            entry["points"][model_name] = point | {
+                "width": width,
+                "gamma": gamma,
+                "method": runs[0].spec.slug.split("-w")[0],
+            }
+            say(f"   {model_name:44s} params {point['params']:9,.0f}  acc "
+                f"{100 * point['cls/Acc']:.2f}±{100 * point['cls/Acc_std']:.2f}  NLL "
+                f"{point['cls/NLL']:.4f}  fit {point['fit_s']:.0f} s  "
+                f"{point['images_per_s']:,.0f} img/s")  # fmt: skip
+        write_json(Path(args.results), study)  # what finished, in case the next one stops
+    study["total_min"] = (time.perf_counter() - start) / 60
+    write_json(Path(args.results), study | {"complete": True})
+    say(f"\nwrote {args.results} ({study['total_min']:.0f} min)")
+
+
+if __name__ == "__main__":
+    main()
