@@ -29,12 +29,13 @@ CASES = [
     ("05_grouping_loss", "mnist", (LENET, DE4)),
     ("06_distribution_shift", "mnist", (LENET, PE)),
     ("08_cost_of_uncertainty", "pareto", (LENET, PE)),
+    ("09_when_packing_pays", "packing", (DE4, PE)),
 ]
 
 
 def swap(results: dict, first: str, second: str) -> dict:
     """The results with two models' entries (and their rows under shift) exchanged."""
-    if "datasets" in results:  # pareto.json: points per dataset
+    if "datasets" in results:  # pareto.json, packing.json: points per dataset
         for data in results["datasets"].values():
             points = data["points"]
             points[first], points[second] = points[second], points[first]

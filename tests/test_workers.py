@@ -140,9 +140,10 @@ def test_stopping_early_terminates_the_workers(tmp_path):
     results = run_side_by_side(job, 2, WorkerPlan(2, 1))
     assert next(results) == (0, 0)
     deadline = time.monotonic() + 10
-    while not (tmp_path / "sleeper.pid").exists() and time.monotonic() < deadline:
+    pid_file = tmp_path / "sleeper.pid"  # written by the worker: may exist before its text does
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    sleeper = int((tmp_path / "sleeper.pid").read_text())
+    sleeper = int(pid_file.read_text())
     assert _alive(sleeper)
     results.close()  # what `closing()` does when the caller's loop stops
     deadline = time.monotonic() + 10
