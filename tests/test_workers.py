@@ -139,11 +139,7 @@ def test_stopping_early_terminates_the_workers(tmp_path):
 
     results = run_side_by_side(job, 2, WorkerPlan(2, 1))
     assert next(results) == (0, 0)
-    deadline = time.monotonic() + 10
-    pid_file = tmp_path / "sleeper.pid"  # written by the worker: may exist before its text does
-    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    sleeper = int(pid_file.read_text())
+    (sleeper,) = _pids_in(tmp_path, 1, timeout=10)
     assert _alive(sleeper)
     results.close()  # what `closing()` does when the caller's loop stops
     deadline = time.monotonic() + 10
@@ -179,8 +175,12 @@ def test_thousands_of_runs_do_not_hang():
 
 
 def _pids_in(folder, count: int, timeout: float = 30) -> list[int]:
+    """The pids the workers wrote into ``folder/*.pid`` (a file may exist before its text)."""
     deadline = time.monotonic() + timeout
-    while len(list(folder.glob("*.pid"))) < count and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        texts = [path.read_text() for path in folder.glob("*.pid")]
+        if len(texts) >= count and all(texts):
+            break
         time.sleep(0.05)
     return [int(path.read_text()) for path in folder.glob("*.pid")]
 
