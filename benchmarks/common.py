@@ -3,13 +3,18 @@ per-model record."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from tutorial_lib.speed import share_cpu_fairly
 from tutorial_lib.trainer import describe_machine
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine() -> str:
@@ -57,3 +62,26 @@ def study_point(summary: dict, speed: list[float], keys: tuple[str, ...]) -> dic
                 point[f"{prefix}{k}_std"] = source["std"][k]
                 point[f"{prefix}{k}_seeds"] = [run[k] for run in source["seeds"]]
     return point
+
+
+def study_options(parser: argparse.ArgumentParser, name: str) -> None:
+    """The options every study has: ``--cache`` (the run cache, so that a stopped study resumes),
+    ``--out`` (``outputs/<name>``) and ``--results`` (``data/results/<name>.json``)."""
+    parser.add_argument("--cache", default="auto")
+    parser.add_argument("--out", default=f"outputs/{name}")
+    parser.add_argument("--results", default=str(ROOT / "data" / "results" / f"{name}.json"))
+
+
+def begin_study() -> Callable[[str], None]:
+    """Share the CPU fairly, draw figures off screen, print the machine; returns ``say``, which
+    prints a progress line at once."""
+    share_cpu_fairly()
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    say(f"machine: {machine()}")
+    return say

@@ -19,11 +19,14 @@ epochs) and the epochs chosen, the machine, and per data set, width and model: p
 FLOPs, training time (CPU seconds; median and per seed), images/s, and accuracy, NLL, ECE, OOD
 AUROC, disagreement and mutual information (mean, std, per-seed values; raw and after
 temperature scaling, ``ts/...``). Every trained run goes to the run cache, so a stopped study
-resumes. Prints progress and, after the pilot, the expected duration. Run it with nothing else
+resumes. With ``--pilot-only`` it runs the pilot alone and writes
+``data/results/packing_pilot.json`` (a longer grid, to check that the study's epochs converged).
+Prints progress and, after the pilot, the expected duration. Run it with nothing else
 on the machine: about 1.5 hours on 2 CPU cores with the defaults (93 minutes on 2026-12-03).
 
     python benchmarks/packing.py [--datasets fashion] [--widths 1 2 4] [--seeds 3]
                                  [--epoch-grid 3 6] [--cache auto]
+    python benchmarks/packing.py --pilot-only --epoch-grid 3 6 12   # the pilot alone
 """
 
 from __future__ import annotations
@@ -33,14 +36,11 @@ import sys
 import time
 from pathlib import Path
 
-from common import machine, study_point
-
-from tutorial_lib.speed import share_cpu_fairly
+from common import begin_study, machine, study_options, study_point
 
 # (models, gamma): gamma is one setting of an experiment, so gamma 2 is a second experiment
 GROUPS = ((("lenet", "deep-ensemble-4", "packed-2-4"), 1), (("packed-2-4",), 2))
 KEYS = ("cls/Acc", "cls/NLL", "cal/ECE", "ood/AUROC", "ens/Disagreement", "ens/MI")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def validation_scores(result) -> dict[str, float]:
@@ -63,14 +63,18 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.3,
                         help="points of validation accuracy below the grid's best that still "
                              "count as converged")  # fmt: skip
-    parser.add_argument("--cache", default="auto")
-    parser.add_argument("--out", default="outputs/packing")
-    parser.add_argument("--results", default=str(ROOT / "data" / "results" / "packing.json"))
+    parser.add_argument(
+        "--pilot-only",
+        action="store_true",
+        help="run the pilot alone and write it to --pilot-results: is the "
+        "study's epoch count converged, before paying for the study?",
+    )
+    study_options(parser, "packing")
+    parser.add_argument("--pilot-results",
+                        default=str(Path(__file__).resolve().parent.parent / "data" / "results"
+                                    / "packing_pilot.json"))  # fmt: skip
     args = parser.parse_args()
-    share_cpu_fairly()
-    import matplotlib
-
-    matplotlib.use("Agg")
+    say = begin_study()
     from tutorial_lib.compare import build_model, run_comparison
     from tutorial_lib.config import ConfigError, ExperimentConfig
     from tutorial_lib.data import STATS, load_split, normalize
@@ -79,11 +83,6 @@ def main() -> None:
     from tutorial_lib.metrics.complexity import complexity
 
     start = time.perf_counter()
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-
-    say(f"machine: {machine()}")
     study = {"complete": False, "command": "python " + " ".join(sys.argv), "machine": machine(),
              "seeds": args.seeds, "widths": args.widths, "tolerance": args.tolerance,
              "pilot": {}, "datasets": {}}  # fmt: skip
@@ -113,6 +112,13 @@ def main() -> None:
     study["epochs"] = epochs
     say(f"pilot: {epochs} epochs (validation accuracy within {args.tolerance} points of the "
         f"best of {args.epoch_grid} at widths {pilot_widths})")  # fmt: skip
+    if args.pilot_only:
+        pilot = {key: study[key] for key in ("command", "machine", "tolerance", "pilot", "epochs")}
+        pilot |= {"dataset": args.datasets[0], "epoch_grid": args.epoch_grid, "complete": True,
+                  "total_min": (time.perf_counter() - start) / 60}  # fmt: skip
+        write_json(Path(args.pilot_results), pilot)
+        say(f"wrote {args.pilot_results} ({pilot['total_min']:.0f} min)")
+        return
 
     # 2. the study: what it will cost, then every width, method and seed
     plan = []

@@ -59,12 +59,26 @@ def test_verdicts_on_results(course):
         claims.verdict(results, de, lenet, "cls/Entropy")
 
 
-def test_evidence_is_the_committed_file_in_the_quick_profile(course):
+def test_evidence_is_the_committed_file_in_the_quick_profile_shown_beside_the_run(course, capsys):
     class Quick:
         class config:  # noqa: N801 - a stand-in for an ExperimentConfig
-            profile = "quick"
+            profile, seeds = "quick", 1
+
+        @staticmethod
+        def columns(keys):
+            assert "cls/NLL" in keys
+            return {"LeNet": {"cls/NLL": 0.3}, "MC-Dropout (T=8)": {"cls/NLL": 0.4}}, {
+                "LeNet": {"cls/NLL": None},
+                "MC-Dropout (T=8)": {"cls/NLL": None},
+            }
 
     assert claims.evidence(Quick, "mnist") == RESULTS
+    shown = capsys.readouterr().out  # a pipe: the table as Markdown
+    assert "checked on the committed numbers" in shown
+    assert "LeNet: this run (quick profile, 1 seed)" in shown
+    assert "LeNet: committed (full profile, 3 seeds)" in shown
+    assert "0.30000" in shown and "0.05000" in shown  # this run's NLL and the committed one
+    assert "MC-Dropout" not in shown  # not in the committed file: nothing to set beside it
 
 
 def test_a_full_run_must_be_the_committed_experiment(course):

@@ -30,6 +30,7 @@ CASES = [
     ("06_distribution_shift", "mnist", (LENET, PE)),
     ("08_cost_of_uncertainty", "pareto", (LENET, PE)),
     ("09_when_packing_pays", "packing", (DE4, PE)),
+    ("10_kinds_of_uncertainty", "kinds", (DE4, PE)),
 ]
 
 

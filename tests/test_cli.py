@@ -66,6 +66,9 @@ def test_compare_help_shows_defaults_and_the_quick_preset(capsys):
         (["compare", "--models", "resnet"], "unknown model 'resnet'"),
         (["compare", "--epoch", "2"], "unrecognized arguments: --epoch"),  # no abbreviations
         (["compare", "--epochs", "two"], "invalid int value"),
+        (["compare", "--classes", "0", "x"], "invalid int value: 'x'"),
+        (["compare", "--classes", "4"], "--classes: give 2 to 9 distinct labels"),
+        (["compare", "--ood-score", "odin"], "invalid choice: 'odin'"),
         (["pretrain", "--epochs", "0"], "--epochs must be an integer >= 1"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -185,6 +188,22 @@ def test_wide_backbones_and_gamma_2_from_the_command_line(real_root, tmp_path, c
     deep = models["Deep Ensemble (M=4, width=4)"]["metrics"]
     assert packed["cplx/params"] < deep["cplx/params"] / 4  # what packing buys
     assert (out / "lightning_logs" / "packed-2-4-g2-w4" / "seed0").is_dir()
+
+
+def test_a_subset_of_classes_and_another_ood_score_from_the_command_line(
+    real_root, tmp_path, capsys
+):  # fmt: skip
+    out = tmp_path / "near"
+    argv = ["compare", "--profile", "quick", "--models", "lenet", "--classes", "0", "1", "2",
+            "--ood-score", "energy", "--train-subset", "256", "--eval-subset", "200",
+            "--data-dir", str(real_root), "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["classes"] == [0, 1, 2] and results["config"]["ood_score"] == "energy"
+    assert "--classes 0 1 2" in results["run"]["command"] and results["data"]["test_near"] == 200
+    assert 0 <= results["models"]["LeNet"]["metrics"]["near/AUROC"] <= 1
+    shown = capsys.readouterr().out
+    assert "OOD score energy" in shown and "near-OOD AUROC" in shown
 
 
 @pytest.mark.subprocess

@@ -20,7 +20,7 @@ from tutorial_lib import plots as compare_plots
 from tutorial_lib.config import ExperimentConfig, parse_model
 from tutorial_lib.corruptions import CORRUPTIONS, corrupt
 from tutorial_lib.data import TensorBatchLoader
-from tutorial_lib.metrics import evaluate_predictions, grouping_loss
+from tutorial_lib.metrics import detection, evaluate_predictions, grouping_loss, ood_scores
 from tutorial_lib.models import LeNet
 from tutorial_lib.routine import predict
 
@@ -439,3 +439,33 @@ def test_a_run_near_chance_is_reported():
     result.predictions["val_probs"] = learned
     assert compare.near_chance(result) is None
     assert compare.near_chance(compare.ModelResult(spec, 0, {})) is None  # no validation split
+
+
+def test_classes_and_the_ood_score_reach_the_metrics(tmp_path, real_root):
+    config = tiny(tmp_path, real_root, models=("deep-ensemble-2",), classes=(0, 1, 2, 3, 4),
+                  ood_score="energy", calibrate="temperature")  # fmt: skip
+    data = compare.make_data(config)
+    data.prepare_data()
+    data.setup()
+    result = compare.fit_and_test(parse_model("deep-ensemble-2"), data, config, seed=0)
+    p = result.predictions
+    assert p["probs"].shape == (len(data.splits["test"][1]), 2, 5)  # five classes
+    assert torch.allclose(p["logits"].softmax(-1), p["probs"])
+    assert p["near_logits"].shape == (300, 2, 5) and (data.splits["near"][1] >= 5).all()
+    energy = {k: ood_scores(p[k])["energy"] for k in ("logits", "ood_logits", "near_logits")}
+    far = detection(energy["logits"], energy["ood_logits"])
+    near = detection(energy["logits"], energy["near_logits"])
+    assert result.metrics["ood/AUROC"] == far["AUROC"] and result.metrics["ood/AUPR"] == far["AUPR"]
+    assert result.metrics["near/AUROC"] == near["AUROC"]
+    assert result.metrics["near/FPR95"] == near["FPR95"]
+    t = result.temperature
+    scaled = detection(
+        ood_scores(p["logits"] / t)["energy"], ood_scores(p["ood_logits"] / t)["energy"]
+    )
+    assert result.calibrated["ood/AUROC"] == scaled["AUROC"]
+    # with the default score the routine's own OOD metric stands, and near/ is ranked by the MSP
+    config = config.with_values(ood_score="msp")
+    msp = compare.fit_and_test(parse_model("deep-ensemble-2"), data, config, seed=0)
+    scores = {k: ood_scores(msp.predictions[k])["msp"] for k in ("logits", "near_logits")}
+    assert msp.metrics["near/AUROC"] == detection(scores["logits"], scores["near_logits"])["AUROC"]
+    assert msp.metrics["ood/AUROC"] != result.metrics["ood/AUROC"]

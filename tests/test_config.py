@@ -69,6 +69,11 @@ def test_defaults_live_in_the_dataclass_only():
         ({"train_subset": 58_000}, "--train-subset 58000 exceeds the 55,000"),
         ({"pretrained": "local", "dataset": "fashion"}, "trained on MNIST"),
         ({"profile": "fast"}, "--profile: unknown profile"),
+        ({"classes": (3,)}, "--classes: give 2 to 9 distinct labels in 0..9, got 3"),
+        ({"classes": (1, 1, 2)}, "--classes: give 2 to 9 distinct"),
+        ({"classes": (0, 10)}, "--classes: give 2 to 9 distinct"),
+        ({"classes": (0, 1), "pretrained": "local"}, "knows all 10 classes"),
+        ({"ood_score": "odin"}, "--ood-score: 'odin' is not one of msp, max_logit, energy"),
         ({"frobnicate": 1}, "Unknown setting"),
     ],
 )

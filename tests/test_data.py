@@ -663,3 +663,49 @@ def test_prepare_then_setup_loads_and_verifies_each_split_once(real_root, monkey
     again.setup()  # set up without prepare_data: loads what it needs itself
     again.prepare_data()  # then only verifies: the splits exist, nothing is kept
     assert again._loaded == {} and len(loads) == 9
+
+
+def test_classes_keep_and_relabel_some_digits_and_the_others_are_near_ood(real_root):
+    every = data.MNISTDataModule(root=real_root, mirror=os.devnull, val_size=5000)
+    every.setup()
+    dm = data.MNISTDataModule(root=real_root, mirror=os.devnull, val_size=5000, classes=(7, 2))
+    dm.setup()
+    assert dm.num_classes == 2 and every.num_classes == 10
+    for split in ("train", "val", "test"):
+        old_images, old_labels = every.splits[split]
+        kept = (old_labels == 7) | (old_labels == 2)
+        images, labels = dm.splits[split]
+        assert torch.equal(images, old_images[kept])  # the same images, in the same order
+        assert torch.equal(labels, (old_labels[kept] == 2).long())  # 7 -> 0, 2 -> 1
+    near_images, near_labels = dm.splits["near"]
+    test_labels = every.splits["test"][1]
+    assert torch.equal(near_labels, test_labels[(test_labels != 7) & (test_labels != 2)])
+    assert set(near_labels.unique().tolist()) == {0, 1, 3, 4, 5, 6, 8, 9}
+    sizes = dm.sizes()
+    assert sizes["test_id"] + sizes["test_near"] == 10_000 and sizes["test_ood"] == 10_000
+    assert "test_near" not in every.sizes()
+    assert len(next(iter(dm.eval_loader("near")))[1]) == dm.eval_batch_size
+    for wrong in ((3,), (1, 1), (0, 10), tuple(range(10))):
+        with pytest.raises(ValueError, match="classes must be 2 to 9 distinct labels"):
+            data.MNISTDataModule(root=real_root, mirror=os.devnull, classes=wrong)
+
+
+def test_blend_pairs_mixes_two_images_of_different_classes():
+    images = torch.stack([torch.full((28, 28), v, dtype=torch.uint8) for v in (0, 100, 200, 255)])
+    labels = torch.tensor([0, 0, 1, 2])
+    blends, first, second = data.blend_pairs(images, labels, 500, seed=3)
+    assert blends.shape == (500, 28, 28) and blends.dtype == torch.uint8
+    assert (first != second).all()
+    value = {0: 0.0, 1: 200.0, 2: 255.0}  # label 0 is 0 or 100: check the pairs without it
+    for b, a, c in zip(blends[:, 0, 0].tolist(), first.tolist(), second.tolist(), strict=True):
+        if 0 not in (a, c):
+            assert b == round((value[a] + value[c]) / 2)
+    again = data.blend_pairs(images, labels, 500, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(again, (blends, first, second), strict=True))
+    quarter = data.blend_pairs(images[2:], labels[2:], 4, weight=0.25)[0]  # 200 and 255
+    assert set(quarter[:, 0, 0].tolist()) <= {round(0.25 * 200 + 0.75 * 255),
+                                              round(0.25 * 255 + 0.75 * 200)}  # fmt: skip
+    with pytest.raises(ValueError, match="weight must be in"):
+        data.blend_pairs(images, labels, 5, weight=1.0)
+    with pytest.raises(ValueError, match="at least two classes"):
+        data.blend_pairs(images[:2], labels[:2], 5)

@@ -106,6 +106,20 @@ def packed_params(in_features, out_features, alpha, members, gamma):
     return wide_out * (wide_in // groups) + wide_out
 
 
+def brier_decomposition(conf, correct, q):
+    levels, group = conf.unique(return_inverse=True)
+    c = torch.stack([correct[group == k].mean() for k in range(len(levels))])[group]  # E[Y | S]
+    return tuple(float((2 * (a - b) ** 2).mean()) for a, b in ((conf, c), (c, q), (q, correct)))
+
+
+def expected_entropy(member_probs):
+    return entropy(member_probs).mean(1)
+
+
+def blend(first, second, weight):
+    return (weight * first.double() + (1 - weight) * second.double()).round().to(torch.uint8)
+
+
 SOLUTIONS = {name: globals()[name] for name in exercises.EXERCISES}
 
 
@@ -136,6 +150,21 @@ def test_there_are_at_least_twelve_in_at_least_six_chapters():
         ("conformal_quantile", lambda s, a: float(s.quantile(1 - a)), r"999 scores, alpha 0.1"),
         ("thr_sets", lambda cp, ct, tp, a: thr_sets(cp, ct, tp, a)[:, :-1], r"shape \(100, 9\)"),
         ("energy", lambda z: z.logsumexp(-1).mean(1), r"energy, on 50 inputs"),  # mean of members
+        ("expected_entropy", lambda p: entropy(p.mean(1)), r"expected_entropy, on 100 inputs"),
+        (  # C taken over every input, not per confidence level
+            "brier_decomposition",
+            lambda s, y, q: tuple(
+                float((2 * (a - b) ** 2).mean()) for a, b in ((s, y.mean()), (y.mean(), q), (q, y))
+            ),
+            r"brier_decomposition, on two confidence levels",
+        ),
+        (  # 0 log 0 taken as NaN
+            "expected_entropy",
+            lambda p: -(p * p.log()).sum(-1).mean(1),
+            r"two one-hot members that disagree: .*nan",
+        ),
+        # uint8 + uint8 wraps round past 255
+        ("blend", lambda a, b, w: ((a + b) / 2).round().byte(), r"4 random pairs, half and half"),
         ("contrast", lambda x, s: contrast(x, max(s - 1, 1)), r"severity 3: at index"),
         (
             "packed_params",

@@ -563,8 +563,13 @@ def test_detection_with_an_in_distribution_score():
     found = detection(torch.tensor([3.0, 2.0, 1.0]), torch.tensor([1.0, 0.0]))
     # OOD below ID in 5 of 6 pairs, one tie counted 1/2; catching both OOD flags 1 of 3 ID
     assert found["AUROC"] == pytest.approx(5.5 / 6) and found["FPR95"] == pytest.approx(1 / 3)
+    # average precision, OOD (the positive class) ranked most OOD first: the OOD 0.0 alone
+    # (precision 1 at recall 1/2), then the OOD 1.0 tied with an ID 1.0 (precision 2/3 at 1)
+    assert found["AUPR"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
     perfect = detection(torch.tensor([5.0, 4.0]), torch.tensor([1.0, 0.0]))
-    assert perfect == {"AUROC": 1.0, "FPR95": 0.0}
+    assert perfect == {"AUROC": 1.0, "AUPR": 1.0, "FPR95": 0.0}
+    # scores far outside [0, 1] (energies): the ranking alone counts
+    assert detection(torch.tensor([90.0, 80.0]), torch.tensor([70.0, 60.0]))["AUPR"] == 1.0
     # with the MSP it is the course's OOD metric
     from tutorial_lib.metrics import ood_scores
 
@@ -578,3 +583,20 @@ def test_detection_with_an_in_distribution_score():
                                   ood_logits.softmax(-1))  # fmt: skip
     assert found["AUROC"] == pytest.approx(course["ood/AUROC"], abs=1e-6)
     assert found["FPR95"] == pytest.approx(course["ood/FPR95"])
+    assert found["AUPR"] == pytest.approx(course["ood/AUPR"], abs=1e-6)
+
+
+def test_brier_decomposition_by_hand():
+    from tutorial_lib.metrics import brier_decomposition
+
+    # one confidence level 0.75; C = accuracy 0.5; Q = 1 and 0.5; Y = 1 and 0
+    parts = brier_decomposition(torch.tensor([0.75, 0.75]), torch.tensor([1.0, 0.0]),
+                                torch.tensor([1.0, 0.5]))  # fmt: skip
+    assert parts == pytest.approx({"calibration": 2 * 0.25**2, "grouping": 2 * 0.5**2 / 2,
+                                   "irreducible": 2 * 0.5**2 / 2})  # fmt: skip
+    brier = 2 * ((0.75 - 1) ** 2 + 0.75**2) / 2
+    assert sum(parts.values()) == pytest.approx(brier)  # exact on this sample
+    # each level has its own C: a predictor that knows Q has no calibration or grouping loss
+    q = torch.tensor([0.5, 0.5, 1.0, 1.0])
+    parts = brier_decomposition(q, torch.tensor([1.0, 0.0, 1.0, 1.0]), q)
+    assert parts == pytest.approx({"calibration": 0.0, "grouping": 0.0, "irreducible": 0.25})

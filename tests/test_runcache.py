@@ -80,7 +80,8 @@ def test_a_stopped_study_resumes_and_a_changed_setting_trains_again(config, monk
 
 
 @pytest.mark.parametrize("change", [{"epochs": 2}, {"lr": 0.5}, {"dataset": "fashion"},
-                                    {"seed": 1}, {"width": 2}, {"train_subset": 256}])  # fmt: skip
+                                    {"seed": 1}, {"width": 2}, {"train_subset": 256},
+                                    {"classes": (0, 1, 2)}, {"ood_score": "energy"}])  # fmt: skip
 def test_every_setting_that_shapes_a_run_changes_its_key(config, change):
     def key(cfg, seed=0):
         spec = parse_model("packed-2-4", cfg)

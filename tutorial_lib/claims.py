@@ -21,7 +21,7 @@ from typing import Any
 
 from tutorial_lib import stats
 from tutorial_lib.files import find_root
-from tutorial_lib.report import direction, ranked, seed_values
+from tutorial_lib.report import HEADLINE_KEYS, MetricTable, direction, ranked, seed_values, show
 
 # what must match between a chapter's full-profile run and the committed results it replaces
 SAME = ("dataset", "seed", "seeds", "epochs", "batch_size", "recipe", "lr", "val_size",
@@ -64,7 +64,8 @@ def load_results(name: str, root: str | os.PathLike | None = None) -> dict[str, 
 
 def evidence(comparison, name: str) -> dict[str, Any]:
     """The results a chapter's claims are checked on: ``comparison``'s own in the full profile,
-    the committed ``data/results/<name>.json`` otherwise.
+    the committed ``data/results/<name>.json`` otherwise (then shown beside this run's numbers,
+    :func:`beside`, so that a table on screen never passes for the evidence).
 
     A chapter may run some of the committed models only; everything else that shapes the
     numbers (data, seeds, epochs, batch size, recipe, validation split) must be the same.
@@ -75,6 +76,7 @@ def evidence(comparison, name: str) -> dict[str, Any]:
     """
     committed = load_results(name)
     if comparison.config.profile != "full":
+        show(beside(comparison, committed, name))
         return committed
     ours = comparison.to_json(complete=True)
     mine, theirs = ours["config"], committed["config"]
@@ -85,6 +87,28 @@ def evidence(comparison, name: str) -> dict[str, Any]:
     if not set(mine["models"]) <= set(theirs["models"]):
         raise ValueError(f"This run's models {mine['models']} are not among {name}.json's.")
     return ours
+
+
+def beside(
+    comparison, committed: dict[str, Any], name: str, keys: tuple[str, ...] = HEADLINE_KEYS
+) -> MetricTable:
+    """This run's headline metrics next to the committed ones, model by model, each column
+    labelled with where it comes from (profile and seeds)."""
+    mine, spread = comparison.columns(keys)
+    profile, seeds = comparison.config.profile, comparison.config.seeds
+    theirs = committed["config"]["seeds"]
+    columns, spreads = {}, {}
+    for model in mine:
+        if model not in committed["models"]:
+            continue
+        ours = f"{model}: this run ({profile} profile, {seeds} seed{'s' * (seeds > 1)})"
+        kept = f"{model}: committed (full profile, {theirs} seeds)"
+        entry = committed["models"][model]
+        columns[ours], spreads[ours] = mine[model], spread[model]
+        columns[kept] = {k: entry["metrics"][k] for k in keys if k in entry["metrics"]}
+        spreads[kept] = {k: entry["std"].get(k) for k in keys}
+    return MetricTable(columns, f"This run beside data/results/{name}.json: the claims below are "
+                       "checked on the committed numbers", spreads)  # fmt: skip
 
 
 def value(results: dict[str, Any], model: str, key: str) -> tuple[float, float | None]:

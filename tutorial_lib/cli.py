@@ -63,14 +63,14 @@ def add_config_arguments(
         if name != "profile":
             preset = "".join(f"; {p}: {v[name]}" for p, v in PROFILES.items() if name in v)
             if isinstance(default, tuple):
-                default = " ".join(default)
+                default = " ".join(map(str, default))
             text += f" (default: {default}{preset})"
         flag = "--" + name.replace("_", "-")
         kind = str(spec.type)
         if kind == "bool":
             parser.add_argument(flag, action="store_true", help=text)
             continue
-        if "choices" not in meta:
+        if "choices" not in meta and "type" not in meta:
             meta["type"] = (
                 int if kind.startswith("int") else float if kind.startswith("float") else str
             )

@@ -47,7 +47,7 @@ from tutorial_lib.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from tutorial_lib.data import MNISTDataModule, TensorBatchLoader
 from tutorial_lib.ensembles import RepeatTarget, fuse
 from tutorial_lib.errors import RunInterrupted
-from tutorial_lib.metrics import evaluate_predictions, grouping_loss
+from tutorial_lib.metrics import detection, evaluate_predictions, grouping_loss, ood_scores
 from tutorial_lib.routine import ClassificationRoutine, predict
 from tutorial_lib.trainer import (
     ReliabilityFigure,
@@ -70,12 +70,12 @@ CALIBRATED_KEYS = ("cls/Acc", "cls/NLL", "cls/Brier", "cal/ECE", "cal/aECE", "oo
 # --- models ------------------------------------------------------------------------------------
 
 
-def build_model(spec: ModelSpec) -> nn.Module:
+def build_model(spec: ModelSpec, num_classes: int = NUM_CLASSES) -> nn.Module:
     """The network of a spec (its entry in :data:`~tutorial_lib.config.MODEL_KINDS`), freshly
     initialised from the current random state. A deep ensemble is built from its members and
     fused into one network that computes the same outputs (:func:`~tutorial_lib.ensembles.fuse`).
     """
-    return spec.build(1, NUM_CLASSES)
+    return spec.build(1, num_classes)
 
 
 def make_data(config: ExperimentConfig) -> MNISTDataModule:
@@ -84,7 +84,7 @@ def make_data(config: ExperimentConfig) -> MNISTDataModule:
     return MNISTDataModule(
         config.data_dir, config.mirror, batch_size=config.batch_size, seed=config.seed,
         train_subset=config.train_subset, eval_subset=config.eval_subset,
-        val_size=config.val_size, dataset=config.dataset,
+        val_size=config.val_size, dataset=config.dataset, classes=config.classes,
     )  # fmt: skip
 
 
@@ -133,14 +133,32 @@ def member_metrics(predictions: dict[str, Tensor]) -> list[dict[str, float]]:
     ]  # fmt: skip
 
 
-def calibrate(result: ModelResult) -> None:
-    """Fit a temperature on the validation predictions and add the scaled test metrics."""
+def ood_metrics(
+    predictions: dict[str, Tensor], score: str, temperature: float = 1.0
+) -> dict[str, float]:
+    """The ``ood/`` detection metrics (and ``near/`` ones with a near-OOD set) with the OOD score
+    ``score`` of :func:`~tutorial_lib.metrics.ood_scores`, from the stored logits (N, M, C)
+    divided by ``temperature``."""
+    scores = {key: ood_scores(predictions[key] / temperature)[score]
+              for key in ("logits", "ood_logits", "near_logits") if key in predictions}  # fmt: skip
+    metrics = {f"ood/{k}": v for k, v in detection(scores["logits"], scores["ood_logits"]).items()}
+    if "near_logits" in scores:
+        near = detection(scores["logits"], scores["near_logits"])
+        metrics |= {"near/AUROC": near["AUROC"], "near/FPR95": near["FPR95"]}
+    return metrics
+
+
+def calibrate(result: ModelResult, score: str = "msp") -> None:
+    """Fit a temperature on the validation predictions and add the scaled test metrics (OOD
+    detection ranked by ``score``)."""
     p = result.predictions
     result.temperature = fit_temperature(ensemble_logits(p["val_probs"]), p["val_targets"])
     result.calibrated = evaluate_predictions(
         apply_temperature(p["probs"], result.temperature), p["targets"],
         apply_temperature(p["ood_probs"], result.temperature),
     )  # fmt: skip
+    if score != "msp" or "near_logits" in p:
+        result.calibrated |= ood_metrics(p, score, result.temperature)
 
 
 def fit_and_test(
@@ -169,10 +187,10 @@ def fit_and_test(
     accelerator = accelerator or config.accelerator
     clock = run_clock(resolved_accelerator(accelerator))
     seed_everything(seed)
-    model = build_model(spec)
+    model = build_model(spec, data.num_classes)
     members = spec.train_members
     routine = ClassificationRoutine(
-        model, NUM_CLASSES, optim_recipe=config.recipe, lr=config.lr,
+        model, data.num_classes, optim_recipe=config.recipe, lr=config.lr,
         lr_mult=float(members) if config.recipe == "reference" else 1.0,  # SGD needs it, Adam not
         is_ensemble=spec.members > 1, eval_ood=True, eval_grouping_loss=config.grouping_loss,
         format_batch_fn=RepeatTarget(members) if members > 1 else None,
@@ -197,17 +215,21 @@ def fit_and_test(
         if val.get("step") != steps or len(val["targets"]) != data.sizes()["val"]:
             val = predict(routine.model, data.eval_loader("val"))
         predictions |= {"val_probs": val["probs"], "val_targets": val["targets"]}
+    if "near" in data.splits:
+        predictions["near_logits"] = predict(routine.model, data.eval_loader("near"))["logits"]
     result = ModelResult(
         spec, seed, dict(routine.test_results), fitted - start, tested - fitted,
         data.sizes()["train"] * config.epochs / (fitted - start), steps,
         predictions=predictions, model=routine.model.cpu().eval(),
     )  # fmt: skip
+    if config.ood_score != "msp" or "near_logits" in predictions:
+        result.metrics |= ood_metrics(predictions, config.ood_score)
     result.members = member_metrics(predictions)
     drawn = [c.png for c in trainer.callbacks if isinstance(c, ReliabilityFigure) and c.png]
     if drawn:  # the test's reliability diagram (TensorBoard's): the report writes the same PNG
         result.figures["reliability"] = drawn[0]
     if config.calibrate == "temperature":
-        calibrate(result)
+        calibrate(result, config.ood_score)
     return result
 
 
@@ -402,9 +424,10 @@ class Comparison:
 
         means, spreads = self.columns(keys)
         times = self.info.get("times")
+        score = self.config.ood_score
         title = title or f"Test: {self.data['id']} (ID) vs {self.data['ood']} (OOD)" + (
-            f"; training time in {times}" if times else ""
-        )
+            f"; OOD score {score}" if score != "msp" else "") + (
+            f"; training time in {times}" if times else "")  # fmt: skip
         return MetricTable(means, title, spreads if self.config.seeds > 1 else None,
                            seeds=self.config.seeds)  # fmt: skip
 
@@ -704,7 +727,7 @@ def _from_cache(
         return None
     if payload is None:
         return None
-    model = build_model(spec)
+    model = build_model(spec, len(config.classes) if config.classes else NUM_CLASSES)
     model.load_state_dict(payload["state_dict"])
     result = ModelResult(
         spec, seed, payload["metrics"], payload["fit_s"], payload["test_s"],
@@ -717,7 +740,7 @@ def _from_cache(
     if (entry / "logs").is_dir():
         shutil.copytree(entry / "logs", logs)
     if config.calibrate == "temperature":
-        calibrate(result)
+        calibrate(result, config.ood_score)
     return result
 
 

@@ -30,6 +30,8 @@ RECIPES = ("default", "reference")
 CALIBRATIONS = ("none", "temperature")
 PRETRAINED_SOURCES = ("local", "hub", "auto")
 ACCELERATORS = ("auto", "cpu", "gpu", "mps")
+# the scores of tutorial_lib.metrics.ood_scores, any of which can rank the OOD set
+OOD_SCORES = ("msp", "max_logit", "energy", "entropy", "mutual_information")
 
 # A profile is a named preset, applied over the defaults and under explicit values.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -72,6 +74,24 @@ class ExperimentConfig:
         metadata=_opt(
             "in-distribution data: mnist (OOD: FashionMNIST test) or fashion (OOD: MNIST test)",
             choices=DATASETS,
+        ),
+    )
+    classes: tuple[int, ...] | None = field(
+        default=None,
+        metadata=_opt(
+            "train and test on these classes of the in-distribution data only (e.g. 0 1 2 3 4); "
+            "the test images of the other classes are then a near-OOD set (default: all 10)",
+            nargs="+",
+            type=int,
+        ),
+    )
+    ood_score: str = field(
+        default="msp",
+        metadata=_opt(
+            "the score that tells OOD inputs apart in the ood/ metrics (higher = more "
+            "in-distribution): msp (maximum softmax probability), max_logit, energy, entropy or "
+            "mutual_information (see tutorial_lib.metrics.ood_scores)",
+            choices=OOD_SCORES,
         ),
     )
     alpha: float = field(default=2.0, metadata=_opt("Packed-Ensemble width factor alpha"))
@@ -197,6 +217,8 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(self.classes))
         _validate(self)
 
     @classmethod
@@ -251,7 +273,7 @@ class ExperimentConfig:
             if isinstance(value, bool):
                 words.append(flag)
             elif isinstance(value, tuple):
-                words += [flag, *value]
+                words += [flag, *map(str, value)]
             else:
                 words += [flag, str(value)]
         return shlex.join(words)
@@ -428,7 +450,7 @@ def _validate(config: ExperimentConfig) -> None:
     """Every check of the values, in one place; raises :class:`ConfigError`."""
     for name, choices in (
         ("dataset", DATASETS), ("recipe", RECIPES), ("calibrate", CALIBRATIONS),
-        ("accelerator", ACCELERATORS),
+        ("accelerator", ACCELERATORS), ("ood_score", OOD_SCORES),
     ):  # fmt: skip
         if getattr(config, name) not in choices:
             raise ConfigError(f"{_flag(name)}: {getattr(config, name)!r} is not one of "
@@ -464,6 +486,15 @@ def _validate(config: ExperimentConfig) -> None:
                           f"images left after --val-size {config.val_size}.")  # fmt: skip
     if config.calibrate != "none" and config.val_size == 0:
         raise ConfigError("--calibrate needs validation images: set --val-size > 0.")
+    if config.classes is not None and not (
+        1 < len(set(config.classes)) == len(config.classes) < 10
+        and all(isinstance(c, int) and 0 <= c <= 9 for c in config.classes)
+    ):
+        raise ConfigError(f"--classes: give 2 to 9 distinct labels in 0..9, got "
+                          f"{' '.join(map(str, config.classes))}.")  # fmt: skip
+    if config.pretrained and config.classes is not None:
+        raise ConfigError("--pretrained: the pretrained ensemble knows all 10 classes; drop "
+                          "--classes.")  # fmt: skip
     if config.pretrained and config.dataset != "mnist":
         raise ConfigError("--pretrained: the pretrained ensemble is trained on MNIST; "
                           "use --dataset mnist.")  # fmt: skip

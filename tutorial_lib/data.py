@@ -555,6 +555,9 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: training images held out for validation (0: no validation).
         seed: seed of shuffling and augmentation.
         dataset: ``"mnist"`` or ``"fashion"``.
+        classes: train, validate and test on these classes of the ID data only, relabelled
+            ``0..K-1`` in the order given (``None``: all 10). The ID test images of the other
+            classes become the ``"near"`` split, the near-OOD set (labels kept as they were).
     """
 
     def __init__(
@@ -570,10 +573,15 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: int = 5000,
         seed: int = 0,
         dataset: str = "mnist",
+        classes: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         if dataset not in PAIRS:
             raise ValueError(f"dataset must be one of {sorted(PAIRS)}, got {dataset!r}.")
+        if classes is not None and not (
+            1 < len(set(classes)) == len(classes) < 10 and all(0 <= c <= 9 for c in classes)
+        ):
+            raise ValueError(f"classes must be 2 to 9 distinct labels in 0..9, got {classes}.")
         for arg, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:
                 raise ValueError(f"{arg} must be >= 1, got {value}.")
@@ -583,6 +591,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.device = torch.device(device) if device is not None else None
         self.augment, self.seed, self.dataset = augment, seed, dataset
+        self.classes = tuple(classes) if classes is not None else None
+        self.num_classes = len(self.classes) if self.classes else 10
         self.train_subset, self.eval_subset, self.val_size = train_subset, eval_subset, val_size
         self.id_name, self.ood_name = PAIRS[dataset]
         self.mean, self.std = STATS[self.id_name]
@@ -629,18 +639,42 @@ class MNISTDataModule(L.LightningDataModule):
             return
         images, labels = self._load(self.id_name, True)
         train, val = validation_indices(images.shape[0], self.val_size)
+        train, val = self._kept(labels, train), self._kept(labels, val)
         train = train[: self.train_subset]
-        self.splits["train"] = (images[train].to(device), labels[train].to(device))
+        relabel = self._relabel(labels.device)
+        self.splits["train"] = (images[train].to(device), relabel[labels[train]].to(device))
         if self.val_size:
-            self.splits["val"] = (images[val].to(device), labels[val].to(device))
-        for key, name in (("test", self.id_name), ("ood", self.ood_name)):
-            images, labels = self._load(name, False)
-            n = self.eval_subset
-            self.splits[key] = (images[:n].to(device), labels[:n].to(device))
+            self.splits["val"] = (images[val].to(device), relabel[labels[val]].to(device))
+        n = self.eval_subset
+        images, labels = self._load(self.id_name, False)
+        test = self._kept(labels, torch.arange(len(labels)))[:n]
+        self.splits["test"] = (images[test].to(device), relabel[labels[test]].to(device))
+        if self.classes:
+            near = (~torch.isin(labels, torch.tensor(self.classes))).nonzero().flatten()[:n]
+            self.splits["near"] = (images[near].to(device), labels[near].to(device))
+        images, labels = self._load(self.ood_name, False)
+        self.splits["ood"] = (images[:n].to(device), labels[:n].to(device))
+
+    def _kept(self, labels: Tensor, indices: Tensor) -> Tensor:
+        """The ``indices`` (in order) whose label is one of ``classes`` (all without them)."""
+        if not self.classes:
+            return indices
+        return indices[torch.isin(labels[indices], torch.tensor(self.classes))]
+
+    def _relabel(self, device: torch.device) -> Tensor:
+        """(10,) int64: old label -> new label (``classes[k]`` -> k; -1 for the others)."""
+        if not self.classes:
+            return torch.arange(10, device=device)
+        table = torch.full((10,), -1, dtype=torch.int64, device=device)
+        table[list(self.classes)] = torch.arange(len(self.classes), device=device)
+        return table
 
     def sizes(self) -> dict[str, int]:
-        """Images per split: ``{"train", "val", "test_id", "test_ood"}`` (after :meth:`setup`)."""
+        """Images per split: ``{"train", "val", "test_id", "test_ood"}``, and ``"test_near"``
+        with ``classes`` (after :meth:`setup`)."""
         names = {"train": "train", "val": "val", "test_id": "test", "test_ood": "ood"}
+        if "near" in self.splits:
+            names["test_near"] = "near"
         return {k: len(self.splits[v][1]) if v in self.splits else 0 for k, v in names.items()}
 
     def _shard(self) -> tuple[int, int]:
@@ -648,7 +682,8 @@ class MNISTDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def eval_loader(self, key: str) -> TensorBatchLoader:
-        """Unshuffled, unaugmented batches of split ``key`` (``"val"``, ``"test"``, ``"ood"``)."""
+        """Unshuffled, unaugmented batches of split ``key`` (``"val"``, ``"test"``, ``"ood"``,
+        ``"near"``)."""
         if key not in self.splits:
             raise ValueError(f"No {key!r} split: call setup() first (and use val_size > 0).")
         rank, world = self._shard()
@@ -684,6 +719,44 @@ class MNISTDataModule(L.LightningDataModule):
         (Lightning's default walks every batch to move each tensor)."""
         images, labels = batch
         return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def blend(first: Tensor, second: Tensor, weight: float = 0.5) -> Tensor:
+    """``weight * first + (1 - weight) * second``, pixel by pixel, rounded: (N, 28, 28) uint8
+    twice -> (N, 28, 28) uint8."""
+    if not 0 < weight < 1:
+        raise ValueError(f"weight must be in (0, 1), got {weight}.")
+    return (weight * first.float() + (1 - weight) * second.float()).round().to(torch.uint8)
+
+
+def blend_pairs(
+    images: Tensor, labels: Tensor, count: int, weight: float = 0.5, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Ambiguous inputs in the spirit of Dirty-MNIST's Ambiguous-MNIST (Mukhoti et al., 2021):
+    :func:`blend` of two images of different classes, drawn at random. At ``weight = 0.5`` the
+    right answer is a coin toss between two labels.
+
+    Args:
+        images: (N, 28, 28) uint8.
+        labels: (N,) int64.
+        count: blends to make.
+        weight: the share of the first image, in (0, 1).
+        seed: seed of the pairs drawn.
+
+    Returns:
+        ``(blends (count, 28, 28) uint8, first (count,), second (count,))``: the blends and the
+        labels of their two images.
+    """
+    if labels.unique().numel() < 2:
+        raise ValueError("blend_pairs needs images of at least two classes.")
+    generator = torch.Generator().manual_seed(seed)
+    first = torch.randint(len(labels), (count,), generator=generator)
+    second = torch.randint(len(labels), (count,), generator=generator)
+    clash = labels[first] == labels[second]
+    while clash.any():  # draw again where the two images share a class
+        second[clash] = torch.randint(len(labels), (int(clash.sum()),), generator=generator)
+        clash = labels[first] == labels[second]
+    return blend(images[first], images[second], weight), labels[first], labels[second]
 
 
 def plot_samples(

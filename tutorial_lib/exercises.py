@@ -158,6 +158,24 @@ def _energy(logits: Tensor) -> Tensor:
     return ood_scores(logits)["energy"]
 
 
+def _brier_decomposition(conf: Tensor, correct: Tensor, q: Tensor) -> tuple[float, ...]:
+    from tutorial_lib.metrics.grouping import brier_decomposition
+
+    return tuple(brier_decomposition(conf, correct, q).values())
+
+
+def _expected_entropy(member_probs: Tensor) -> Tensor:
+    from tutorial_lib.metrics.classification import entropy
+
+    return entropy(member_probs.double()).mean(1)
+
+
+def _blend(first: Tensor, second: Tensor, weight: float) -> Tensor:
+    from tutorial_lib.data import blend
+
+    return blend(first, second, weight)
+
+
 # --- the inputs they are checked on -----------------------------------------------------------
 
 
@@ -257,6 +275,28 @@ def _image_cases(g: torch.Generator) -> Iterator[Case]:
     yield "a blank image (nothing to scale)", (torch.zeros(1, 28, 28, dtype=torch.uint8), 5)
 
 
+def _decomposition_cases(g: torch.Generator) -> Iterator[Case]:
+    n = 2000
+    feature = torch.randn(n, generator=g, dtype=torch.float64)
+    q = torch.where(feature > 0, 1.0, 0.5).double()
+    correct = (torch.rand(n, generator=g, dtype=torch.float64) < q).double()
+    yield (
+        "one confidence level (0.75) for every input",
+        (torch.full((n,), 0.75).double(), correct, q),
+    )
+    conf = torch.where(feature > 1, 0.9, 0.6).double()  # two levels, each mixing both groups
+    yield "two confidence levels", (conf, correct, q)
+    yield "a predictor that knows Q", (q.clone(), correct, q)
+
+
+def _blend_cases(g: torch.Generator) -> Iterator[Case]:
+    a, b = (torch.randint(0, 256, (4, 28, 28), generator=g, dtype=torch.uint8) for _ in "ab")
+    yield "4 random pairs, half and half", (a, b, 0.5)
+    yield "the same pairs, 0.8 of the first", (a, b, 0.8)
+    white, black = torch.full((1, 28, 28), 255, dtype=torch.uint8), torch.zeros(1, 28, 28).byte()
+    yield "white over black, 0.3 of white (no overflow of uint8)", (white, black, 0.3)
+
+
 def _packed_params_cases(g: torch.Generator) -> Iterator[Case]:
     for args in ((120, 84, 2.0, 4, 1), (120, 84, 2.0, 4, 2), (480, 336, 2.0, 4, 2),
                  (400, 120, 1.0, 2, 1), (16, 16, 4.0, 4, 1), (240, 168, 2.0, 4, 3)):  # fmt: skip
@@ -336,6 +376,27 @@ EXERCISES: dict[str, Exercise] = {
         _packed_params_cases,
         rtol=0.0,
         atol=0.0,
+    ),
+    "brier_decomposition": Exercise(
+        "05",
+        "brier_decomposition(conf (N,), correct (N,), q (N,)) -> (calibration, grouping, "
+        "irreducible) on the two-class Brier scale",
+        _brier_decomposition,
+        _decomposition_cases,
+    ),  # fmt: skip
+    "expected_entropy": Exercise(
+        "10",
+        "expected_entropy(member_probs (N, M, C)) -> (N,): the mean of the members' entropies",
+        _expected_entropy,
+        _members_cases,
+    ),  # fmt: skip
+    "blend": Exercise(
+        "10",
+        "blend(first (N, 28, 28) uint8, second (N, 28, 28) uint8, weight) -> (N, 28, 28) uint8",
+        _blend,
+        _blend_cases,
+        rtol=0.0,
+        atol=1.0,  # one grey level: a rounding may differ
     ),
     "energy": Exercise(
         "08",

@@ -125,8 +125,14 @@ SECTIONS: tuple[Section, ...] = (
         Metric("ood/Entropy", "OOD predictive entropy", "descriptive", "decimal",
                glossary=r"the mean entropy of $\bar p$ on the OOD set. A model unsure of every "
                         "input scores high too: what tells OOD inputs apart is the AUROC."),
-    ), intro="MNIST test is the in-distribution set, FashionMNIST test the OOD set; the score "
-             r"is $-\mathrm{confidence}$ and OOD is the positive class."),
+        Metric("near/AUROC", "near-OOD AUROC", "higher", "percent",
+               glossary="the AUROC against the near-OOD set: with --classes, the test images of "
+                        "the classes left out of training (same data set, unseen classes)."),
+        Metric("near/FPR95", "near-OOD FPR95", "lower", "percent",
+               glossary="the FPR95 against the near-OOD set."),
+    ), intro="MNIST test is the in-distribution set, FashionMNIST test the OOD set; OOD is the "
+             "positive class, and the score is the maximum softmax probability unless "
+             "--ood-score names another (tutorial_lib.metrics.ood_scores)."),
     Section("Selective Classification", "Selective classification", (
         Metric("sc/AURC", "AURC", "lower", "percent",
                glossary="trapezoidal area under $r_k$ over coverage $k/N$, divided by $1 - 1/N$."),

@@ -9,9 +9,9 @@ Evaluation: ``trainer.test(routine, dataloaders=[id_loader, ood_loader])`` (or a
 logs them (``test/...``) and keeps
 
 - ``routine.test_results``: the flat ``{key: value}`` dict of metrics;
-- ``routine.test_predictions``: ``probs`` (N, M, C), ``targets`` (N,), ``ood_probs`` (N', M, C)
-  and, with ``eval_grouping_loss``, ``features`` (N, M, F), all on the CPU, so that notebooks
-  plot without running inference again.
+- ``routine.test_predictions``: ``probs`` and ``logits`` (N, M, C), ``targets`` (N,),
+  ``ood_probs`` and ``ood_logits`` (N', M, C) and, with ``eval_grouping_loss``, ``features``
+  (N, M, F), all on the CPU, so that notebooks plot without running inference again.
 
 Validation (``trainer.fit`` with a validation loader) logs ``val/Acc``, ``val/NLL`` and ``val/ECE``
 every epoch and keeps the last epoch's predictions in ``routine.val_predictions``: ``probs``
@@ -44,10 +44,11 @@ class PredictionStore(Metric):
     """Keeps the test predictions (synchronised across processes like any metric state)."""
 
     full_state_update = False
+    NAMES = ("probs", "logits", "targets", "features", "ood_probs", "ood_logits")
 
     def __init__(self) -> None:
         super().__init__()
-        for name in ("probs", "targets", "features", "ood_probs"):
+        for name in self.NAMES:
             self.add_state(name, [], dist_reduce_fx="cat")
 
     def update(self, **tensors: Tensor) -> None:
@@ -56,16 +57,11 @@ class PredictionStore(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         out = {}
-        for name in ("probs", "targets", "features", "ood_probs"):
+        for name in self.NAMES:
             values = getattr(self, name)
             if isinstance(values, Tensor) or len(values):
                 out[name] = dim_zero_cat(values).cpu()
         return out
-
-
-def to_member_probs(logits: Tensor, batch_size: int) -> Tensor:
-    """Estimator-major logits (M*B, C) -> per-member probabilities, input-major (B, M, C)."""
-    return to_input_major(logits.float().softmax(-1), batch_size)
 
 
 def to_input_major(rows: Tensor, batch_size: int) -> Tensor:
@@ -78,15 +74,18 @@ def predict(model: nn.Module, loader, features: bool = False) -> dict[str, Tenso
     """Run ``model`` over ``(inputs, targets)`` batches without Lightning, in eval mode.
 
     Returns:
-        ``probs`` (N, M, C) and ``targets`` (N,) on the CPU, plus ``features`` (N, M, F) from
+        ``probs`` and ``logits`` (N, M, C) and ``targets`` (N,) on the CPU, plus ``features``
+        (N, M, F) from
         ``model.feats_forward`` when asked.
     """
     model.eval()
     device = next(model.parameters()).device
-    kept: dict[str, list[Tensor]] = {"probs": [], "targets": [], "features": []}
+    kept: dict[str, list[Tensor]] = {"probs": [], "logits": [], "targets": [], "features": []}
     for inputs, targets in loader:
         inputs = inputs.to(device)
-        kept["probs"].append(to_member_probs(model(inputs), inputs.shape[0]).cpu())
+        logits = to_input_major(model(inputs).float(), inputs.shape[0]).cpu()
+        kept["logits"].append(logits)
+        kept["probs"].append(logits.softmax(-1))
         kept["targets"].append(targets.cpu())
         if features:
             kept["features"].append(
@@ -195,13 +194,17 @@ class ClassificationRoutine(L.LightningModule):
         every = trainer.log_every_n_steps  # 0: the trainer writes no step metrics
         return bool(every) and (trainer.global_step + 1) % every == 0
 
-    def _member_probs(self, inputs: Tensor) -> Tensor:
-        probs = to_member_probs(self.model(inputs), inputs.shape[0])
-        if not self.is_ensemble and probs.shape[1] != 1:
+    def _member_logits(self, inputs: Tensor) -> Tensor:
+        """(B, ...) -> per-member logits, input-major (B, M, C) float32."""
+        logits = to_input_major(self.model(inputs).float(), inputs.shape[0])
+        if not self.is_ensemble and logits.shape[1] != 1:
             raise ValueError(
-                f"The model returned {probs.shape[1]} rows per input: pass is_ensemble=True."
+                f"The model returned {logits.shape[1]} rows per input: pass is_ensemble=True."
             )
-        return probs
+        return logits
+
+    def _member_probs(self, inputs: Tensor) -> Tensor:
+        return self._member_logits(inputs).softmax(-1)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         inputs, targets = batch
@@ -235,19 +238,20 @@ class ClassificationRoutine(L.LightningModule):
         self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         inputs, targets = batch
-        probs = self._member_probs(inputs)
+        logits = self._member_logits(inputs)
+        probs = logits.softmax(-1)
         features = None
         if self.eval_grouping_loss and dataloader_idx == 0:
             features = to_input_major(self.model.feats_forward(inputs), inputs.shape[0])
         if dataloader_idx == 0:
             self.test_metrics.update(probs, targets)
-            kept = {"probs": probs, "targets": targets}
+            kept = {"probs": probs, "logits": logits, "targets": targets}
             if features is not None:
                 kept["features"] = features
             self.store.update(**kept)
         elif dataloader_idx == 1 and self.eval_ood:
             self.test_metrics.update_ood(probs)
-            self.store.update(ood_probs=probs)
+            self.store.update(ood_probs=probs, ood_logits=logits)
         else:
             raise ValueError(
                 f"Test dataloader {dataloader_idx} is not expected: pass [ID] or, with "

@@ -41,8 +41,8 @@ from tutorial_lib.config import ExperimentConfig, ModelSpec
 
 ENV = "TUTORIAL_CACHE_DIR"
 # the settings of a config that shape a trained run (the rest: which models, where to write, ...)
-SHAPING = ("dataset", "epochs", "batch_size", "recipe", "lr", "val_size", "train_subset",
-           "eval_subset", "grouping_loss", "mc_samples")  # fmt: skip
+SHAPING = ("dataset", "classes", "epochs", "batch_size", "recipe", "lr", "val_size",
+           "train_subset", "eval_subset", "grouping_loss", "mc_samples", "ood_score")  # fmt: skip
 
 
 def cache_dir(value: str) -> Path:

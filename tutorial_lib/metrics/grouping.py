@@ -88,3 +88,31 @@ def grouping_loss(
     estimator.fit(x[train], correct[train], test_data=(x[test], correct[test], scores[test]))
     parts = estimator.metrics("brier")
     return {key: float(parts[key]) for key in ("GL", "GL_uncorrected", "GL_bias", "GL_induced")}
+
+
+def brier_decomposition(conf: Tensor, correct: Tensor, q: Tensor) -> dict[str, float]:
+    """The three parts of the Brier score of "is the prediction right" when the true probability
+    of being right is known (synthetic data), on the two-class Brier scale ``2 (a - b)^2``:
+    ``E[d(S, C)] + E[d(C, Q)] + E[d(Q, Y)]`` (Perez-Lebel et al., 2023), with ``C = E[Y | S]``
+    the accuracy among the inputs that share a confidence.
+
+    Args:
+        conf: (N,) confidence S of each prediction (a few distinct levels).
+        correct: (N,) Y, 1.0 where the prediction is right.
+        q: (N,) Q, the true probability that it is right.
+
+    Returns:
+        ``{"calibration", "grouping", "irreducible"}``: the calibration, grouping and
+        irreducible losses; they add up to the Brier score ``2 E[(S - Y)^2]`` up to the
+        sampling noise of Y.
+    """
+    conf, correct, q = conf.double(), correct.double(), q.double()
+    levels, group = torch.unique(conf, return_inverse=True)
+    counts = torch.bincount(group, minlength=len(levels)).double()
+    accuracy = torch.bincount(group, weights=correct, minlength=len(levels)) / counts  # E[Y | S]
+    c = accuracy[group]  # (N,): C of each input
+    return {
+        "calibration": float((2 * (conf - c) ** 2).mean()),
+        "grouping": float((2 * (c - q) ** 2).mean()),
+        "irreducible": float((2 * (q - correct) ** 2).mean()),
+    }

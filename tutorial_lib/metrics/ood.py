@@ -135,12 +135,15 @@ def ood_scores(logits: Tensor) -> dict[str, Tensor]:
 
 
 def detection(id_score: Tensor, ood_score: Tensor, recall_level: float = 0.95) -> dict[str, float]:
-    """AUROC and FPR at ``recall_level`` of telling the OOD set from the ID set with a score
-    where higher means more in-distribution (one of :func:`ood_scores`): id_score (N,),
-    ood_score (N',). Ties count one half, as in the Mann-Whitney statistic."""
+    """AUROC, AUPR and FPR at ``recall_level`` of telling the OOD set from the ID set with a
+    score where higher means more in-distribution (one of :func:`ood_scores`): id_score (N,),
+    ood_score (N',). Ties count one half in the AUROC, as in the Mann-Whitney statistic."""
     scores = -torch.cat([id_score, ood_score]).double()  # higher = more OOD, the positive class
     is_ood = torch.cat([torch.zeros(len(id_score)), torch.ones(len(ood_score))]).bool()
     fpr, tpr = roc_curve(scores, is_ood)
+    # ranks in [0, 1): the same order and ties, and no sigmoid squashing by torchmetrics
+    ranks = torch.unique(scores, return_inverse=True)[1].double() / len(scores)
     name = f"FPR{round(recall_level * 100):d}"
     return {"AUROC": float(torch.trapezoid(tpr, fpr)),
+            "AUPR": float(binary_average_precision(ranks, is_ood.long())),
             name: fpr_at_recall(scores, is_ood, recall_level)}  # fmt: skip
