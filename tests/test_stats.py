@@ -56,6 +56,19 @@ def test_detectable_difference_is_found_80_percent_of_the_time(seeds):
     assert round(stats.detectable_difference(5), 1) == 2.1
 
 
+def test_the_paired_detectable_difference_is_found_80_percent_of_the_time():
+    delta = stats.detectable_difference(5, paired=True)  # independent pairs: the worst case
+    rng = np.random.default_rng(7)
+    trials = 3000
+    found = sum(
+        stats.verdict(rng.normal(delta, 1, 5), rng.normal(0, 1, 5), higher_is_better=True,
+                      paired=True) == "better"
+        for _ in range(trials)
+    )  # fmt: skip
+    assert abs(found / trials - 0.8) < 3 * math.sqrt(0.8 * 0.2 / trials)
+    assert delta > stats.detectable_difference(5)  # 4 degrees of freedom instead of about 8
+
+
 def test_directions_and_corner_cases():
     high, low = [0.99, 0.98, 0.99, 0.985], [0.90, 0.91, 0.905, 0.90]
     assert stats.verdict(high, low, higher_is_better=True) == "better"

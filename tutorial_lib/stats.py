@@ -174,6 +174,13 @@ def verdicts(
     }
 
 
+def _paired_p_values(differences: np.ndarray) -> np.ndarray:
+    """:func:`paired_p_value` of many samples of differences at once: (S, n) -> (S,)."""
+    n = differences.shape[1]
+    t = differences.mean(1) / (differences.std(1, ddof=1) / np.sqrt(n))
+    return 2 * _scipy.t.sf(np.abs(t), n - 1)
+
+
 def _welch_p_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """:func:`p_value` of many pairs of samples at once: a (S, n), b (S, n') -> (S,)."""
     se2_a, se2_b = a.var(1, ddof=1) / a.shape[1], b.var(1, ddof=1) / b.shape[1]
@@ -183,7 +190,11 @@ def _welch_p_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def detectable_difference(
-    seeds: int, alpha: float = 0.05, power: float = 0.8, simulations: int = 20_000
+    seeds: int,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    simulations: int = 20_000,
+    paired: bool = False,
 ) -> float:
     """The difference of means, in units of the seed-to-seed standard deviation (the same for
     both models), that :func:`verdict` detects with probability ``power`` when each model has
@@ -191,7 +202,9 @@ def detectable_difference(
 
     Found by simulating the test itself on normal samples (fixed random numbers, so the answer
     is the same every call, to about 1 %): a closed form would assume the pooled t-test, whose
-    degrees of freedom Welch's test does not have.
+    degrees of freedom Welch's test does not have. With ``paired``, the paired test on pairs
+    whose two values are independent: its worst case (a seed's luck shared by both values makes
+    the difference easier to find).
     """
     if seeds < 2:
         raise ValueError(f"seeds must be at least 2, got {seeds}.")
@@ -200,6 +213,7 @@ def detectable_difference(
     low, high = 0.0, 20.0
     for _ in range(40):  # bisection: the power grows with the difference
         middle = (low + high) / 2
-        found = np.mean(_welch_p_values(a + middle, b) < alpha)
+        p = _paired_p_values(a + middle - b) if paired else _welch_p_values(a + middle, b)
+        found = np.mean(p < alpha)
         low, high = (middle, high) if found < power else (low, middle)
     return high
