@@ -52,6 +52,8 @@ def test_compare_help_shows_defaults_and_the_quick_preset(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 3; quick: 1)" in text  # --epochs
     assert "(default: lenet deep-ensemble-2 packed)" in text
+    assert "(default: all 10)" in text and "(default: None)" not in text  # --classes, --lr...
+    assert "(default: all) (quick: 4096)" in text  # --train-subset
     assert "--calibrate {none,temperature}" in text and "--seeds SEEDS" in text
 
 

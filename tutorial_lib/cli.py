@@ -64,7 +64,10 @@ def add_config_arguments(
             preset = "".join(f"; {p}: {v[name]}" for p, v in PROFILES.items() if name in v)
             if isinstance(default, tuple):
                 default = " ".join(map(str, default))
-            text += f" (default: {default}{preset})"
+            if "(default:" in text:  # the help says what None means
+                text += f" ({preset[2:]})" if preset else ""
+            else:
+                text += f" (default: {default}{preset})"
         flag = "--" + name.replace("_", "-")
         kind = str(spec.type)
         if kind == "bool":

@@ -142,10 +142,11 @@ class ExperimentConfig:
         ),
     )
     train_subset: int | None = field(
-        default=None, metadata=_opt("train on the first N of the remaining training images")
+        default=None,
+        metadata=_opt("train on the first N of the remaining training images (default: all)"),
     )
     eval_subset: int | None = field(
-        default=None, metadata=_opt("test on the first N images of each test set")
+        default=None, metadata=_opt("test on the first N images of each test set (default: all)")
     )
     calibrate: str = field(
         default="none",
@@ -165,7 +166,8 @@ class ExperimentConfig:
         default=None,
         metadata=_opt(
             "also evaluate the pretrained 8-member deep ensemble (local: shipped in "
-            "data/pretrained; hub: the reference's, downloaded; auto: local, else hub)",
+            "data/pretrained; hub: the reference's, downloaded; auto: local, else hub) "
+            "(default: not evaluated)",
             choices=PRETRAINED_SOURCES,
         ),
     )
@@ -202,7 +204,8 @@ class ExperimentConfig:
         metadata=_opt(
             "run cache folder: a run trained before with the same settings, seed and code is "
             "loaded, not retrained, and a stopped experiment resumes (auto: the course's "
-            "outputs/cache; clear it by deleting the folder; see tutorial_lib.runcache)"
+            "outputs/cache; clear it by deleting the folder; see tutorial_lib.runcache) "
+            "(default: no cache)"
         ),
     )
     profile: str | None = field(
