@@ -32,6 +32,9 @@ def test_math_becomes_mathml_outside_code():
     assert "<msub><mi>x</mi><mn>1</mn></msub>" in out and "$x_1$" not in out
     assert "`$not math$`" in out and "\n$code$\n" in out and "costs $5 and $6" in out
     assert "*" not in book.tex_to_mathml("a * b_{c}")  # nothing Markdown would read as emphasis
+    wrapped = book.rewrite_math("blocks: $\\alpha n /\n   (M\\gamma)$ weights")  # two lines
+    assert "$" not in wrapped and "<mi>&#x003B3;</mi>" in wrapped  # gamma
+    assert book.rewrite_math("$5 and\n\n$6") == "$5 and\n\n$6"  # never across paragraphs
 
 
 def test_chapter_pages_drop_setup_cells_and_link_notebook_colab_binder(tmp_path):

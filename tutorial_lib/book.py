@@ -110,7 +110,8 @@ REFERENCES = """# References
 _FENCE = re.compile(r"(^```.*?^```[ \t]*$)", re.M | re.S)
 _INLINE_CODE = re.compile(r"(`[^`\n]*`)")
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
-_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\d)")
+# inline math may wrap onto the next line of its paragraph, never across a blank line
+_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\s)((?:[^$\n]|\n(?![ \t]*\n))+?)(?<!\s)\$(?!\d)")
 _BADGE = re.compile(r"\[!\[[^\]]*\]\([^)]*\)\]\([^)]+\)[ \t]*\n?")
 _MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\]]")
 
