@@ -638,10 +638,15 @@ def _run_locked(
     runs = [(spec, seed) for spec in config.specs for seed in config.seed_list]
     accelerator = choose_accelerator(config.accelerator)  # a GPU's absence said once
     cache = runcache.cache_dir(config.cache) if config.cache else None
-    entries = ([runcache.entry_path(cache, spec, runcache.run_key(spec, config, seed, accelerator))
-                for spec, seed in runs] if cache else [])  # fmt: skip
-    cached = {i: r for i, r in ((i, _from_cache(entries[i], *runs[i], config, out, say))
-                                for i in range(len(entries))) if r}  # fmt: skip
+    keys = (
+        [runcache.run_key(spec, config, seed, accelerator) for spec, seed in runs] if cache else []
+    )
+    entries = [runcache.entry_path(cache, runs[i][0], key) for i, key in enumerate(keys)]
+    cached: dict[int, ModelResult] = {}
+    for i, entry in enumerate(entries):  # what was trained before is loaded, not trained again
+        result = _from_cache(entry, *runs[i], config, out, say)
+        if result is not None:
+            cached[i] = result
     to_train = [i for i in range(len(runs)) if i not in cached]
     plan = plan_workers(len(to_train), config.workers, accelerator)
     times = "CPU seconds" if accelerator == "cpu" else "wall seconds"
@@ -669,14 +674,9 @@ def _run_locked(
             for index, result in results:
                 spec, seed = runs[to_train[index]]
                 if cache:
-                    _to_cache(
-                        entries[to_train[index]],
-                        result,
-                        config,
-                        accelerator,
-                        out / "lightning_logs" / spec.slug / f"seed{seed}",
-                        say,
-                    )
+                    logs = out / "lightning_logs" / spec.slug / f"seed{seed}"
+                    i = to_train[index]
+                    _to_cache(entries[i], keys[i], result, logs, say)
                 yield to_train[index], result
 
     finished: dict[int, ModelResult] = {}
@@ -745,9 +745,8 @@ def _from_cache(
 
 
 def _to_cache(
-    entry: Path, result: ModelResult, config: ExperimentConfig, accelerator: str, logs: Path,
-    say: Callable[[str], None],
-) -> None:  # fmt: skip
+    entry: Path, key: dict, result: ModelResult, logs: Path, say: Callable[[str], None]
+) -> None:
     """Store a trained run; a cache that cannot be written is reported, and the run goes on."""
     payload = {
         "metrics": result.metrics, "fit_s": result.fit_s, "test_s": result.test_s,
@@ -757,7 +756,6 @@ def _to_cache(
         "figures": {k: torch.frombuffer(bytearray(v), dtype=torch.uint8)
                     for k, v in result.figures.items()},
     }  # fmt: skip
-    key = runcache.run_key(result.spec, config, result.seed, accelerator)
     try:
         runcache.store(entry, key, payload, logs)
     except OSError as err:
