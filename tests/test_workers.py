@@ -187,11 +187,13 @@ def _pids_in(folder, count: int, timeout: float = 30) -> list[int]:
 
 PARENT = textwrap.dedent(
     """
-    import os, sys, time
+    import os, signal, sys, time
     from pathlib import Path
     from tutorial_lib.workers import WorkerPlan, run_side_by_side
 
     folder = Path(sys.argv[1])
+    # a terminal's process dies of SIGHUP; under nohup (inherited SIG_IGN) it would not
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
     def job(index):
         (folder / f"{os.getpid()}.pid").write_text(str(os.getpid()))
