@@ -138,7 +138,10 @@ def ood_metrics(
 ) -> dict[str, float]:
     """The ``ood/`` detection metrics (and ``near/`` ones with a near-OOD set) with the OOD score
     ``score`` of :func:`~tutorial_lib.metrics.ood_scores`, from the stored logits (N, M, C)
-    divided by ``temperature``."""
+    divided by ``temperature``; nothing with the MSP and no near-OOD set (the routine's own
+    metrics stand)."""
+    if score == "msp" and "near_logits" not in predictions:
+        return {}
     scores = {key: ood_scores(predictions[key] / temperature)[score]
               for key in ("logits", "ood_logits", "near_logits") if key in predictions}  # fmt: skip
     metrics = {f"ood/{k}": v for k, v in detection(scores["logits"], scores["ood_logits"]).items()}
@@ -157,8 +160,7 @@ def calibrate(result: ModelResult, score: str = "msp") -> None:
         apply_temperature(p["probs"], result.temperature), p["targets"],
         apply_temperature(p["ood_probs"], result.temperature),
     )  # fmt: skip
-    if score != "msp" or "near_logits" in p:
-        result.calibrated |= ood_metrics(p, score, result.temperature)
+    result.calibrated |= ood_metrics(p, score, result.temperature)
 
 
 def fit_and_test(
@@ -222,8 +224,7 @@ def fit_and_test(
         data.sizes()["train"] * config.epochs / (fitted - start), steps,
         predictions=predictions, model=routine.model.cpu().eval(),
     )  # fmt: skip
-    if config.ood_score != "msp" or "near_logits" in predictions:
-        result.metrics |= ood_metrics(predictions, config.ood_score)
+    result.metrics |= ood_metrics(predictions, config.ood_score)
     result.members = member_metrics(predictions)
     drawn = [c.png for c in trainer.callbacks if isinstance(c, ReliabilityFigure) and c.png]
     if drawn:  # the test's reliability diagram (TensorBoard's): the report writes the same PNG
@@ -644,7 +645,7 @@ def _run_locked(
     entries = [runcache.entry_path(cache, runs[i][0], key) for i, key in enumerate(keys)]
     cached: dict[int, ModelResult] = {}
     for i, entry in enumerate(entries):  # what was trained before is loaded, not trained again
-        result = _from_cache(entry, *runs[i], config, out, say)
+        result = _from_cache(entry, *runs[i], data.num_classes, config, out, say)
         if result is not None:
             cached[i] = result
     to_train = [i for i in range(len(runs)) if i not in cached]
@@ -715,8 +716,8 @@ def _run_locked(
 
 
 def _from_cache(
-    entry: Path, spec: ModelSpec, seed: int, config: ExperimentConfig, out: Path,
-    say: Callable[[str], None],
+    entry: Path, spec: ModelSpec, seed: int, num_classes: int, config: ExperimentConfig,
+    out: Path, say: Callable[[str], None],
 ) -> ModelResult | None:  # fmt: skip
     """The run stored in ``entry`` (its TensorBoard folder copied into ``out``), calibrated as
     ``config`` asks; None when it is not stored or cannot be read (then it trains again)."""
@@ -727,7 +728,7 @@ def _from_cache(
         return None
     if payload is None:
         return None
-    model = build_model(spec, len(config.classes) if config.classes else NUM_CLASSES)
+    model = build_model(spec, num_classes)
     model.load_state_dict(payload["state_dict"])
     result = ModelResult(
         spec, seed, payload["metrics"], payload["fit_s"], payload["test_s"],

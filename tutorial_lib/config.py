@@ -445,6 +445,13 @@ def _parse(text: str, config: ExperimentConfig) -> ModelSpec:
     raise ConfigError(f"--models: unknown model {text!r}; use {MODEL_HELP}.")
 
 
+def valid_classes(classes: tuple[int, ...]) -> bool:
+    """2 to 9 distinct labels in 0..9: a subset of the 10 classes that leaves some out."""
+    return 1 < len(set(classes)) == len(classes) < 10 and all(
+        isinstance(c, int) and 0 <= c <= 9 for c in classes
+    )
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -489,10 +496,7 @@ def _validate(config: ExperimentConfig) -> None:
                           f"images left after --val-size {config.val_size}.")  # fmt: skip
     if config.calibrate != "none" and config.val_size == 0:
         raise ConfigError("--calibrate needs validation images: set --val-size > 0.")
-    if config.classes is not None and not (
-        1 < len(set(config.classes)) == len(config.classes) < 10
-        and all(isinstance(c, int) and 0 <= c <= 9 for c in config.classes)
-    ):
+    if config.classes is not None and not valid_classes(config.classes):
         raise ConfigError(f"--classes: give 2 to 9 distinct labels in 0..9, got "
                           f"{' '.join(map(str, config.classes))}.")  # fmt: skip
     if config.pretrained and config.classes is not None:

@@ -37,6 +37,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from tutorial_lib.config import valid_classes
 from tutorial_lib.errors import (  # noqa: F401 (the data layer's errors, importable from here)
     ChecksumError,
     CorruptDataError,
@@ -578,9 +579,7 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         if dataset not in PAIRS:
             raise ValueError(f"dataset must be one of {sorted(PAIRS)}, got {dataset!r}.")
-        if classes is not None and not (
-            1 < len(set(classes)) == len(classes) < 10 and all(0 <= c <= 9 for c in classes)
-        ):
+        if classes is not None and not valid_classes(tuple(classes)):
             raise ValueError(f"classes must be 2 to 9 distinct labels in 0..9, got {classes}.")
         for arg, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:
