@@ -144,3 +144,22 @@ def test_the_paired_test_keeps_its_error_rate_and_gains_power():
         stats.paired_p_value([1.0, 2.0, 3.0], [1.0, 2.0])
     pairs = {"x": (a, b, True), "y": (b, b, False)}
     assert stats.verdicts(pairs, paired=True) == {"x": "better", "y": "not distinguishable"}
+
+
+def test_difference_interval_is_welchs_and_covers_the_true_difference_95_percent_of_the_time():
+    a, b = [1.0, 2.0, 4.0], [0.0, 0.5, 1.0, 0.5]
+    low, high = stats.difference_interval(a, b)
+    # at its ends the difference is exactly on the edge of Welch's test at 5 %
+    assert stats.p_value([x - low for x in a], b) == pytest.approx(0.05, abs=1e-9)
+    assert stats.p_value([x - high for x in a], b) == pytest.approx(0.05, abs=1e-9)
+    assert low < (7 / 3 - 0.5) < high
+    assert stats.difference_interval([1.0, 1.0], [0.5, 0.5]) == (0.5, 0.5)  # no spread: exact
+    with pytest.raises(ValueError, match="level must be in"):
+        stats.difference_interval(a, b, level=95)
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(4000):  # 3 seeds against 3, very unequal spreads, a true difference of 1
+        x, y = rng.normal(1.0, 0.2, 3), rng.normal(0.0, 1.0, 3)
+        low, high = stats.difference_interval(x, y)
+        covered += low <= 1.0 <= high
+    assert 0.94 <= covered / 4000 <= 0.97  # Welch is nearly exact here (about 95 %)

@@ -19,6 +19,8 @@ What the words mean:
   and the sampling noise of those 10,000 images is not included (no bootstrap over images).
 - Each call is one test. A line that weighs several metrics must correct for them:
   :func:`holm` keeps the chance of any false "better/worse" in the line at most ``alpha``.
+- :func:`difference_interval` gives the differences the seeds cannot rule out (Welch's
+  confidence interval): what "not distinguishable" leaves open.
 
 **Paired comparisons.** When ``a[i]`` and ``b[i]`` come from the same trained network (one
 model scored on two sets, or by two scores), the seeds pair them: ``paired=True`` runs the
@@ -96,13 +98,42 @@ def summary_p_value(
     if min(n_a, n_b) < 2:
         raise ValueError("a verdict needs at least 2 seeds per model (one seed: no verdict, run "
                          "--seeds N).")  # fmt: skip
+    se, df = _welch(std_a, n_a, std_b, n_b)
+    if se == 0:
+        return 1.0 if mean_a == mean_b else 0.0
+    return float(2 * _scipy.t.sf(abs(mean_a - mean_b) / se, df))
+
+
+def _welch(std_a: float, n_a: int, std_b: float, n_b: int) -> tuple[float, float]:
+    """The standard error of ``mean(a) - mean(b)`` and its Welch-Satterthwaite degrees of
+    freedom (NaN when the standard error is 0)."""
     se2_a, se2_b = std_a**2 / n_a, std_b**2 / n_b
     if se2_a + se2_b == 0:
-        return 1.0 if mean_a == mean_b else 0.0
-    t = (mean_a - mean_b) / math.sqrt(se2_a + se2_b)
-    # Welch-Satterthwaite degrees of freedom
+        return 0.0, math.nan
     df = (se2_a + se2_b) ** 2 / (se2_a**2 / (n_a - 1) + se2_b**2 / (n_b - 1))
-    return float(2 * _scipy.t.sf(abs(t), df))
+    return math.sqrt(se2_a + se2_b), df
+
+
+def difference_interval(
+    a: Sequence[float], b: Sequence[float], level: float = 0.95
+) -> tuple[float, float]:
+    """Welch's confidence interval for ``mean(a) - mean(b)``: the differences that
+    :func:`p_value` would not reject at ``1 - level``.
+
+    "Not distinguishable" says a difference was not found; this says how large a difference the
+    seeds cannot rule out. With 3 seeds it is wide. One interval for one metric: a line that
+    weighs several metrics would need a wider one for each.
+
+    Raises:
+        ValueError: fewer than 2 values in a sample, a NaN, or ``level`` outside (0, 1).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}.")
+    mean_a, std_a, n_a = _summary(_sample(a, "a"))
+    mean_b, std_b, n_b = _summary(_sample(b, "b"))
+    se, df = _welch(std_a, n_a, std_b, n_b)
+    half = float(_scipy.t.ppf(0.5 + level / 2, df)) * se if se else 0.0
+    return mean_a - mean_b - half, mean_a - mean_b + half
 
 
 def _direction(a: Sequence[float], b: Sequence[float], higher_is_better: bool) -> str:
