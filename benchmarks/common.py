@@ -4,7 +4,9 @@ per-model record."""
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,19 @@ ROOT = Path(__file__).resolve().parent.parent
 def machine() -> str:
     """The machine, in one line (see :func:`tutorial_lib.trainer.describe_machine`)."""
     return describe_machine()
+
+
+def commit() -> str:
+    """The project's git commit (``+`` when the checkout has changes), or ``"unknown"``
+    outside a git checkout: what to check out to run a study's command again."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
 
 
 def timed(fn: Callable[[], object], sync: bool = False) -> float:
@@ -85,3 +100,48 @@ def begin_study() -> Callable[[str], None]:
 
     say(f"machine: {machine()}")
     return say
+
+
+class StudyMismatch(SystemExit):
+    """A partial results file that belongs to another study (other settings or other code)."""
+
+
+def resume_study(path: Path, signature: dict, say: Callable[[str], None]) -> dict | None:
+    """The unfinished study in ``path`` to carry on, or None to start afresh.
+
+    A study that outlasts a working session writes what it finished after every experiment
+    (``"complete": false``); committing that file and running the same command again, from the
+    same code, picks up where it stopped, even on a machine whose run cache is empty. Only a
+    file whose ``signature`` (every setting that shapes the results, and the digest of the
+    library's source) equals this one's is carried on; a complete file is started afresh (its
+    runs still come from the run cache).
+
+    Raises:
+        StudyMismatch: ``path`` holds an unfinished study with another signature; its message
+            names the differences, and the file is left as it is.
+    """
+    try:
+        old = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as err:
+        raise StudyMismatch(f"{path} cannot be read ({err}): move it away to start afresh."
+                            ) from err  # fmt: skip
+    if old.get("complete", True):
+        return None
+    theirs = old.get("signature", {})
+    differ = sorted(k for k in signature.keys() | theirs.keys()
+                    if signature.get(k) != theirs.get(k))  # fmt: skip
+    if differ:
+        values = "; ".join(f"{k}: {theirs.get(k)!r} there, {signature.get(k)!r} here"
+                           for k in differ)  # fmt: skip
+        raise StudyMismatch(
+            f"{path} holds an unfinished study with other settings ({values}). Run the "
+            f"command it records ({old.get('command')}) from its commit ({old.get('commit')}) "
+            "to finish it, or pass another --results to start a new one; the file is left as "
+            "it is."
+        )
+    done = sum(len(entry["points"]) for entry in old["datasets"].values())
+    say(f"resuming the unfinished study in {path}: {done} model(s) done in "
+        f"{len(old.get('passes', []))} earlier pass(es)")  # fmt: skip
+    return old

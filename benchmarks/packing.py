@@ -18,14 +18,17 @@ Writes ``data/results/packing.json``: the pilot (validation accuracy and NLL per
 epochs) and the epochs chosen, the machine, and per data set, width and model: parameters,
 FLOPs, training time (CPU seconds; median and per seed), images/s, and accuracy, NLL, ECE, OOD
 AUROC, disagreement and mutual information (mean, std, per-seed values; raw and after
-temperature scaling, ``ts/...``). Every trained run goes to the run cache, so a stopped study
-resumes. With ``--pilot-only`` it runs the pilot alone and writes
-``data/results/packing_pilot.json`` (a longer grid, to check that the study's epochs converged).
-Prints progress and, after the pilot, the expected duration. Run it with nothing else
-on the machine. With the defaults (the committed results) its runs train for 3.6 CPU hours,
-about 3 hours on 2 CPU cores: more than one working session, so stop it and run it again, it
-resumes from the run cache. ``--epoch-grid 3 6`` fits in about 1.5 hours (93 minutes on
-2026-12-03), but its models are not converged (the longer pilot shows it).
+temperature scaling, ``ts/...``). Each model is one experiment, and the results file is
+rewritten after each with ``"complete": false``: a study stopped half-way (the end of a working
+session) resumes when the same command runs again from the same code, from the runs in the run
+cache and, on a machine whose cache is empty, from the models already in the results file
+(commit it between sessions; ``"passes"`` records each pass's machine, commit and minutes).
+With ``--pilot-only`` it runs the pilot alone and writes ``data/results/packing_pilot.json``
+(a longer grid, to check that the study's epochs converged). Prints progress and, after the
+pilot, the expected duration. Run it with nothing else on the machine. With the defaults (the
+committed results) its runs train for 3.6 CPU hours, about 3 hours on 2 CPU cores: more than
+one working session. ``--epoch-grid 3 6`` fits in about 1.5 hours (93 minutes on 2026-12-03),
+but its models are not converged (the longer pilot shows it).
 
     python benchmarks/packing.py [--datasets fashion] [--widths 1 2 4] [--seeds 3]
                                  [--epoch-grid 6 12] [--cache auto]
@@ -39,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import begin_study, machine, study_options, study_point
+from common import begin_study, commit, machine, resume_study, study_options, study_point
 
 # (models, gamma): gamma is one setting of an experiment, so gamma 2 is a second experiment
 GROUPS = ((("lenet", "deep-ensemble-4", "packed-2-4"), 1), (("packed-2-4",), 2))
@@ -78,36 +81,61 @@ def main() -> None:
                                     / "packing_pilot.json"))  # fmt: skip
     args = parser.parse_args()
     say = begin_study()
+    import torch
+
     from tutorial_lib.compare import build_model, run_comparison
     from tutorial_lib.config import ConfigError, ExperimentConfig
     from tutorial_lib.data import STATS, load_split, normalize
     from tutorial_lib.files import write_json
     from tutorial_lib.metrics import throughput
     from tutorial_lib.metrics.complexity import complexity
+    from tutorial_lib.runcache import source_digest
 
     start = time.perf_counter()
-    study = {"complete": False, "command": "python " + " ".join(sys.argv), "machine": machine(),
-             "seeds": args.seeds, "widths": args.widths, "tolerance": args.tolerance,
-             "pilot": {}, "datasets": {}}  # fmt: skip
+    signature = {"datasets": args.datasets, "widths": args.widths, "seeds": args.seeds,
+                 "epoch_grid": args.epoch_grid, "tolerance": args.tolerance,
+                 "source": source_digest(), "torch": torch.__version__}  # fmt: skip
+    study = None if args.pilot_only else resume_study(Path(args.results), signature, say)
+    if study is None:
+        study = {"complete": False, "command": "python " + " ".join(sys.argv),
+                 "machine": machine(), "commit": commit(), "signature": signature,
+                 "seeds": args.seeds, "widths": args.widths, "tolerance": args.tolerance,
+                 "pilot": {}, "datasets": {}, "passes": []}  # fmt: skip
+    this_pass = {"machine": machine(), "commit": commit(), "minutes": 0.0}
+    study["passes"].append(this_pass)
+
+    def save() -> None:
+        """What finished so far, in case the session ends before the next piece does."""
+        this_pass["minutes"] = (time.perf_counter() - start) / 60
+        study["total_min"] = sum(p["minutes"] for p in study["passes"])
+        if not args.pilot_only:
+            write_json(Path(args.results), study)
 
     def experiment(dataset: str, width: int, models, gamma: int, **values) -> ExperimentConfig:
         return ExperimentConfig.create(
             "full", dataset=dataset, models=models, width=width, gamma=gamma,
             calibrate="temperature", cache=args.cache,
-            out=f"{args.out}/{dataset}/w{width}-g{gamma}", **values)  # fmt: skip
+            out=f"{args.out}/{dataset}/w{width}-g{gamma}-{'-'.join(models)}", **values)  # fmt: skip
 
     # 1. the pilot: epochs chosen on the validation split, first data set, seed 0
     pilot_widths = sorted({min(args.widths), max(args.widths)})
     rate = {}  # CPU seconds per (epoch x FLOP per image) at each pilot width: the forecast
     for width in pilot_widths:
         for epochs in args.epoch_grid:
-            config = experiment(args.datasets[0], width, ("lenet",), 1, epochs=epochs, seeds=1)
-            say(f"pilot: LeNet width {width}, {epochs} epochs")
-            (runs,) = run_comparison(config, progress=say).runs.values()
-            run = runs[0]
-            scores = validation_scores(run)
-            study["pilot"].setdefault(f"w{width}", {})[str(epochs)] = scores | {"fit_s": run.fit_s}
-            rate[width] = run.fit_s / (epochs * run.metrics["cplx/flops_per_image"])
+            record = study["pilot"].get(f"w{width}", {}).get(str(epochs))
+            if record is None:  # not done in an earlier pass
+                config = experiment(args.datasets[0], width, ("lenet",), 1, epochs=epochs,
+                                    seeds=1)  # fmt: skip
+                say(f"pilot: LeNet width {width}, {epochs} epochs")
+                (runs,) = run_comparison(config, progress=say).runs.values()
+                run = runs[0]
+                record = validation_scores(run) | {
+                    "fit_s": run.fit_s,
+                    "flops_per_image": run.metrics["cplx/flops_per_image"],
+                }
+                study["pilot"].setdefault(f"w{width}", {})[str(epochs)] = record
+                save()
+            rate[width] = record["fit_s"] / (epochs * record["flops_per_image"])
     best = {w: max(s["val_acc"] for s in study["pilot"][f"w{w}"].values()) for w in pilot_widths}
     epochs = min(e for e in args.epoch_grid if all(
         study["pilot"][f"w{w}"][str(e)]["val_acc"] >= best[w] - args.tolerance / 100
@@ -124,24 +152,28 @@ def main() -> None:
         return
 
     # 2. the study: what it will cost, then every width, method and seed
-    plan = []
+    plan = []  # one experiment per model, so that a stopped study loses at most one model
     for dataset in args.datasets:
         for width in args.widths:
             for models, gamma in GROUPS:
-                try:
-                    config = experiment(dataset, width, models, gamma, epochs=epochs,
-                                        seeds=args.seeds)  # fmt: skip
-                    flops = [complexity(build_model(s))["flops_per_image"] for s in config.specs]
-                except (ConfigError, ValueError) as err:  # gamma 2 on LeNet's 6 channels
-                    say(f"skipped: width {width}, gamma {gamma}: {err}")
-                    continue
-                nearest = min(rate, key=lambda w: abs(w - width))
-                plan.append((dataset, width, gamma, config, sum(flops) * rate[nearest]))
+                for model in models:
+                    try:
+                        config = experiment(dataset, width, (model,), gamma, epochs=epochs,
+                                            seeds=args.seeds)  # fmt: skip
+                        flops = complexity(build_model(config.specs[0]))["flops_per_image"]
+                    except (ConfigError, ValueError) as err:  # gamma 2 on LeNet's 6 channels
+                        say(f"skipped: width {width}, gamma {gamma}: {err}")
+                        continue
+                    points = study["datasets"].get(dataset, {}).get("points", {})
+                    if config.specs[0].name in points:  # finished in an earlier pass
+                        continue
+                    nearest = min(rate, key=lambda w: abs(w - width))
+                    plan.append((dataset, width, gamma, config, flops * rate[nearest]))
     cpu_s = sum(per_epoch * epochs * args.seeds for *_, per_epoch in plan)
-    say(f"the study: {len(plan)} experiments; expected about {cpu_s / 2 / 60:.0f} min on 2 "
-        "CPUs (less for runs already in the cache)")  # fmt: skip
+    say(f"the study: {len(plan)} experiment(s) to run; expected about {cpu_s / 2 / 60:.0f} min "
+        "on 2 CPUs (less for runs already in the cache)")  # fmt: skip
     for dataset, width, gamma, config, _ in plan:
-        say(f"\n== {dataset}, width {width}, gamma {gamma} "
+        say(f"\n== {dataset}, width {width}, gamma {gamma}, {config.specs[0].name} "
             f"({(time.perf_counter() - start) / 60:.0f} min so far) ==")  # fmt: skip
         comparison = run_comparison(config, progress=say)
         name = comparison.data["id"]
@@ -159,8 +191,8 @@ def main() -> None:
                 f"{100 * point['cls/Acc']:.2f}±{100 * point['cls/Acc_std']:.2f}  NLL "
                 f"{point['cls/NLL']:.4f}  fit {point['fit_s']:.0f} s  "
                 f"{point['images_per_s']:,.0f} img/s")  # fmt: skip
-        write_json(Path(args.results), study)  # what finished, in case the next one stops
-    study["total_min"] = (time.perf_counter() - start) / 60
+        save()
+    save()
     write_json(Path(args.results), study | {"complete": True})
     say(f"\nwrote {args.results} ({study['total_min']:.0f} min)")
 
