@@ -23,6 +23,9 @@ rewritten after each with ``"complete": false``: a study stopped half-way (the e
 session) resumes when the same command runs again from the same code, from the runs in the run
 cache and, on a machine whose cache is empty, from the models already in the results file
 (commit it between sessions; ``"passes"`` records each pass's machine, commit and minutes).
+``--budget MIN`` starts no experiment whose forecast would end after MIN minutes of the pass: an
+experiment that a session's end would stop half-way waits for the next pass, and a smaller one
+after it may run instead.
 With ``--pilot-only`` it runs the pilot alone and writes ``data/results/packing_pilot.json``
 (a longer grid, to check that the study's epochs converged). Prints progress and, after the
 pilot, the expected duration. Run it with nothing else on the machine. With the defaults (the
@@ -31,13 +34,14 @@ one working session. ``--epoch-grid 3 6`` fits in about 1.5 hours (93 minutes on
 but its models are not converged (the longer pilot shows it).
 
     python benchmarks/packing.py [--datasets fashion] [--widths 1 2 4] [--seeds 3]
-                                 [--epoch-grid 6 12] [--cache auto]
+                                 [--epoch-grid 6 12] [--cache auto] [--budget MIN]
     python benchmarks/packing.py --pilot-only --epoch-grid 3 6 12   # the pilot alone
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,6 +79,10 @@ def main() -> None:
         help="run the pilot alone and write it to --pilot-results: is the "
         "study's epoch count converged, before paying for the study?",
     )
+    parser.add_argument("--budget", type=float, metavar="MIN",
+                        help="minutes this pass may take: an experiment whose forecast would end "
+                             "later is left for the next pass (the same command again) instead "
+                             "of being stopped half-way when the working session ends")  # fmt: skip
     study_options(parser, "packing")
     parser.add_argument("--pilot-results",
                         default=str(Path(__file__).resolve().parent.parent / "data" / "results"
@@ -169,10 +177,20 @@ def main() -> None:
                         continue
                     nearest = min(rate, key=lambda w: abs(w - width))
                     plan.append((dataset, width, gamma, config, flops * rate[nearest]))
+    cores = min(os.cpu_count() or 1, args.seeds)  # the seeds of a model train side by side
     cpu_s = sum(per_epoch * epochs * args.seeds for *_, per_epoch in plan)
-    say(f"the study: {len(plan)} experiment(s) to run; expected about {cpu_s / 2 / 60:.0f} min "
-        "on 2 CPUs (less for runs already in the cache)")  # fmt: skip
-    for dataset, width, gamma, config, _ in plan:
+    say(f"the study: {len(plan)} experiment(s) to run; expected about {cpu_s / cores / 60:.0f} "
+        f"min on {cores} CPUs (less for runs already in the cache)")  # fmt: skip
+    left = []  # experiments that would not end within --budget
+    for dataset, width, gamma, config, per_epoch in plan:
+        minutes = per_epoch * epochs * args.seeds / cores / 60
+        elapsed = (time.perf_counter() - start) / 60
+        if args.budget is not None and elapsed + minutes > args.budget:
+            left.append(config.specs[0].name)
+            say(f"\n-- left for the next pass: {dataset}, width {width}, gamma {gamma}, "
+                f"{config.specs[0].name} (about {minutes:.0f} min; "
+                f"{max(args.budget - elapsed, 0):.0f} min of --budget left)")  # fmt: skip
+            continue
         say(f"\n== {dataset}, width {width}, gamma {gamma}, {config.specs[0].name} "
             f"({(time.perf_counter() - start) / 60:.0f} min so far) ==")  # fmt: skip
         comparison = run_comparison(config, progress=say)
@@ -192,8 +210,13 @@ def main() -> None:
                 f"{point['cls/NLL']:.4f}  fit {point['fit_s']:.0f} s  "
                 f"{point['images_per_s']:,.0f} img/s")  # fmt: skip
         save()
+    if left:
+        save()
+        say(f"\n{len(left)} experiment(s) left for the next pass: run the same command again, "
+            f"with {args.results} kept (or committed), to carry the study on")  # fmt: skip
+        return
+    study["complete"] = True
     save()
-    write_json(Path(args.results), study | {"complete": True})
     say(f"\nwrote {args.results} ({study['total_min']:.0f} min)")
 
 

@@ -46,3 +46,37 @@ def test_another_studys_unfinished_file_is_refused_and_kept(tmp_path):
     path.write_text("{not json")
     with pytest.raises(StudyMismatch, match="cannot be read"):
         resume_study(path, SIGNATURE, print)
+
+
+@pytest.mark.subprocess
+def test_a_pass_with_no_time_left_starts_nothing_and_keeps_the_study(tmp_path):
+    """``--budget``: an experiment whose forecast would end after the pass's minutes is left for
+    the next pass (instead of being killed half-way by the end of a working session)."""
+    import subprocess
+
+    import torch
+
+    from tutorial_lib.runcache import source_digest
+
+    root = Path(__file__).resolve().parent.parent
+    pilot = {"val_acc": 0.8, "val_nll": 0.5, "fit_s": 10.0, "flops_per_image": 5e5}
+    signature = {"datasets": ["fashion"], "widths": [1, 2], "seeds": 2, "epoch_grid": [1],
+                 "tolerance": 0.3, "source": source_digest(),
+                 "torch": torch.__version__}  # fmt: skip
+    path = tmp_path / "packing.json"
+    pilots = {"w1": {"1": pilot}, "w2": {"1": pilot}}
+    path.write_text(json.dumps(unfinished() | {"signature": signature, "pilot": pilots}))
+    done = subprocess.run(
+        [sys.executable, "benchmarks/packing.py", "--widths", "1", "2", "--seeds", "2",
+         "--epoch-grid", "1", "--budget", "0", "--results", str(path),
+         "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")],
+        cwd=root, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # 7 models (gamma 2 cannot be built at width 1), one of them (LeNet) done before
+    assert done.stdout.count("-- left for the next pass") == 6, done.stdout
+    assert "6 experiment(s) left for the next pass: run the same command again" in done.stdout
+    assert "== fashion" not in done.stdout  # nothing trained
+    study = json.loads(path.read_text())
+    assert study["complete"] is False and len(study["passes"]) == 2
+    assert study["datasets"]["fashion"]["points"] == {"LeNet": {"cls/Acc": 0.9}}
+    assert not (tmp_path / "cache").exists()
