@@ -87,12 +87,16 @@ def test_invalid_configurations_name_layer_widths_and_fix():
         PackedLinear(10, 7, alpha=3, num_estimators=4)
     message = str(info.value)
     assert "PackedLinear" in message and "30 -> 21" in message and "alpha=" in message
-    with pytest.raises(ValueError, match="PackedConv2d.*Try"):
+    with pytest.raises(ValueError, match=r"^PackedConv2d\(6 -> 16, .*Try"):
         PackedConv2d(6, 16, 5, alpha=1.5, num_estimators=4)
-    for kwargs in ({"alpha": 0}, {"num_estimators": 0}, {"gamma": 0}):
+    for kwargs, words in (({"alpha": 0}, "alpha must be > 0, got 0"),
+                          ({"num_estimators": 0}, "num_estimators must be a positive integer"),
+                          ({"gamma": 0}, "gamma must be a positive integer")):  # fmt: skip
         params = {"alpha": 2, "num_estimators": 2, **kwargs}
-        with pytest.raises(ValueError, match=next(iter(kwargs))):
+        with pytest.raises(ValueError, match=words):
             PackedLinear(8, 8, **params)
+    # gamma defaults to 1: 4 members, 4 groups
+    assert PackedConv2d(6, 16, 5, alpha=2, num_estimators=4).conv.groups == 4
 
 
 def test_batch_linear_rows_of_member_m_use_its_fast_weights():
@@ -152,6 +156,11 @@ def test_hints_name_the_nearest_alpha_and_a_gamma_that_work():
     assert message(12, 12, alpha=1.3, num_estimators=4).endswith(
         "extended widths 15 -> 15 do not split into 4 equal groups. Try alpha=1.")  # fmt: skip
     assert message(6, 4, alpha=1, num_estimators=8).endswith("Try alpha=4.")
+    # the nearest alpha that works (4), not the smallest (2)
+    assert message(6, 16, alpha=3.6, num_estimators=4).endswith("Try alpha=4.")
+    # no alpha up to 32 gives each of the 64 groups an output: no hint to give
+    assert message(1, 1, alpha=2, num_estimators=64).endswith(
+        "Try other alpha / num_estimators values.")  # fmt: skip
     PackedLinear(4, 4, alpha=1, num_estimators=1)  # one member is a plain layer: allowed
     PackedLinear(4, 4, alpha=0.5, num_estimators=2)  # a width factor below 1 is allowed
 
