@@ -272,3 +272,30 @@ def test_no_banners_and_no_progress_bar_off_a_terminal(small_data, capsys, caplo
     printed = capsys.readouterr()
     text = printed.out + printed.err + caplog.text
     assert "GPU available" not in text and "Tip" not in text and "\r" not in text
+
+
+def test_the_recipes_peak_and_its_place_and_the_messages_in_full(monkeypatch):
+    model = LeNet()
+    default = recipes.default_recipe(model, 100)  # called directly: lr_mult 1
+    optimizer, scheduler = default["optimizer"], default["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert max(rates) == pytest.approx(recipes.DEFAULT_LR)
+    assert rates.index(max(rates)) == 24  # the warm-up: the first 25 % of the steps
+    assert recipes.reference_recipe(model, 100)["optimizer"].param_groups[0]["lr"] == 0.05
+    chosen = recipes.reference_recipe(model, 100, lr=0.3)
+    assert chosen["optimizer"].param_groups[0]["lr"] == pytest.approx(0.3)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    with pytest.raises(ValueError) as both:
+        recipes.normalize_recipe({"optimizer": opt, "scheduler": 1, "lr_scheduler": 2})
+    assert str(both.value) == "The recipe has both 'scheduler' and 'lr_scheduler': keep one."
+    monkeypatch.setattr(recipes, "_warned_scheduler_key", False)
+    with pytest.warns(UserWarning) as caught:
+        recipes.normalize_recipe({"optimizer": opt, "scheduler": 1})
+    assert str(caught[0].message).endswith(
+        "(the reference tutorial's learning rate never decays). It is applied here as "
+        "'lr_scheduler'.")  # fmt: skip
+    assert caught[0].filename == __file__  # stacklevel: the warning points at the caller
