@@ -298,4 +298,3 @@ def test_the_recipes_peak_and_its_place_and_the_messages_in_full(monkeypatch):
     assert str(caught[0].message).endswith(
         "(the reference tutorial's learning rate never decays). It is applied here as "
         "'lr_scheduler'.")  # fmt: skip
-    assert caught[0].filename == __file__  # stacklevel: the warning points at the caller
