@@ -333,6 +333,8 @@ def test_a_table_reads_exactly_as_expected_in_markdown_html_and_a_terminal():
     lines = captured.get().splitlines()
     ansi = r"\x1b\[[\d;]*m"
     shown = [re.sub(ansi, "", line) for line in lines]  # what a reader sees, without styles
+    assert shown[1] == "┃ Metric         ┃   LeNet ┃    DE-2 ┃"
+    assert shown[3] == "│ Classification │         │         │"
     assert shown[4] == "│   Acc ↑ (%)    │  98.47% │  98.82% │"
     assert shown[5] == "│   NLL ↓        │ 0.04691 │ 0.04160 │"
     assert "Classification" in shown[3]
@@ -367,6 +369,7 @@ def test_labels(key, short, full):
     [
         ("cls/Acc", 0.99123, None, "99.12%"),
         ("cls/Acc", 0.99123, 0.0005, "99.12 ± 0.05%"),
+        ("cls/Acc", 0.9, 0.0123, "90.00 ± 1.23%"),
         ("cls/Acc", float("nan"), None, "n/a"),
         ("cls/Acc", None, None, "n/a"),
         ("cls/Acc", 0.5, float("nan"), "50.00%"),
@@ -397,6 +400,19 @@ def test_verdict_sentences_in_full():
         "not distinguishable on Acc. Cost: 1.00x the parameters, 2.50x the FLOPs, 1.50x the "
         "training time."
     )  # a NaN is not weighed
+    # a mean per seed, whatever the seeds: 2 and 3 seeds, 2 s and 3 s a run
+    uneven = {"base": _entry({"cls/Acc": [0.90, 0.91]}, fit_s=[2.0, 2.0]),
+              "other": _entry({"cls/Acc": [0.90, 0.91, 0.92]}, fit_s=[3.0, 3.0, 3.0])}  # fmt: skip
+    assert report.verdicts(uneven, "base")[0].endswith("Cost: 1.50x the training time.")
+    untimed = {"base": _entry({"cls/Acc": [0.90, 0.91]}),  # no training time: no ratio
+               "other": _entry({"cls/Acc": [0.90, 0.91]}, fit_s=[3.0, 3.0])}  # fmt: skip
+    assert report.verdicts(untimed, "base")[0].endswith("not distinguishable on Acc.")
+    # alpha reaches the test: significant at 5 %, not at 1 %
+    close = {"base": _entry({"cls/Acc": [0.90, 0.91, 0.90]}),
+             "other": _entry({"cls/Acc": [0.915, 0.925, 0.92]})}  # fmt: skip
+    assert report.verdicts(close, "base")[0].endswith("better on Acc.")
+    strict = report.verdicts(close, "base", alpha=0.01)[0]
+    assert "1% family-wise): not distinguishable on Acc." in strict
     no_cost = {n: _entry({"cls/Acc": [0.9, 0.91]}) for n in ("base", "other")}
     (line,) = report.verdicts(no_cost, "base")
     assert line.endswith("not distinguishable on Acc.")
