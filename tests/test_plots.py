@@ -480,3 +480,25 @@ def test_write_figures_writes_every_figure_and_raises_a_drawing_error(tmp_path):
     with pytest.raises(ValueError, match="no data to draw"):
         plots.write_figures({"a": _titled("a"), "b": broken}, tmp_path / "x")
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["a.png"]
+
+
+def test_markers_that_would_overlap_are_moved_apart_and_the_others_stay():
+    import numpy as np
+
+    centres = np.array([[100.0, 50.0], [104.0, 50.0], [300.0, 50.0], [100.0, 90.0]])
+    radii = np.array([10.0, 6.0, 8.0, 5.0])
+    x = plots._dodge(centres, radii, gap=2.0)
+    assert x[1] - x[0] >= 10 + 6 + 2  # now side by side, the second still on the right
+    assert abs((x[0] + x[1]) / 2 - 102.0) < 1e-9  # pushed apart evenly about their middle
+    assert x[2] == 300.0 and x[3] == 100.0  # far away, or above by more than the radii: kept
+    pile = np.array([[0.0, 0.0]] * 3)  # three on one spot: no two overlap any more
+    spread = np.sort(plots._dodge(pile, np.array([4.0, 4.0, 4.0]), gap=1.0))
+    assert np.all(np.diff(spread) >= 9.0 - 1e-9)
+
+
+def test_counts_geometry_of_names_and_markers():
+    assert [plots._count(v) for v in (200, 1000, 5000, 1_500_000)] == ["200", "1k", "5k", "1.5M"]
+    assert plots._overlap((0, 0, 4, 2), (3, 1, 10, 10)) == 1.0  # a 1 x 1 corner shared
+    assert plots._overlap((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    assert plots._covers((20, 0, 30, 10), (0.0, 5.0), 25.0) == 500.0  # 5 px deep, x 100
+    assert plots._covers((20, 0, 30, 10), (0.0, 5.0), 15.0) == 0.0  # does not reach
