@@ -226,7 +226,7 @@ def test_packed_weight_panels_share_one_colour_scale_and_one_size_per_weight():
               "wide": PackedLinear(8, 8, alpha=4, num_estimators=2)}  # fmt: skip
     fig = plots.packed_weight_diagram(layers)
     narrow, wide, bar = fig.axes
-    largest = max(float(layer.weight.abs().max()) for layer in layers.values())
+    largest = max(float(layer.weight.detach().abs().max()) for layer in layers.values())
     for ax in (narrow, wide):  # one colour scale: 0 to the largest |weight| of every panel
         norm = ax.images[0].norm
         assert (norm.vmin, norm.vmax) == (0, pytest.approx(largest))
@@ -426,6 +426,10 @@ def test_pareto_plot_is_readable_names_on_markers_nothing_covered():
             nearest = np.column_stack([centres[:, 0].clip(box.x0, box.x1),
                                        centres[:, 1].clip(box.y0, box.y1)])  # fmt: skip
             assert (np.hypot(*(centres - nearest).T) >= radii - 0.5).all()
+        segments = [ax.transData.transform(line.get_segments()[0])
+                    for bar in ax.containers for line in bar.lines[2]]  # fmt: skip
+        for (x0, y0), (x1, y1) in segments:  # no name crosses an error bar
+            assert not any(b.x0 < x1 and x0 < b.x1 and b.y0 < y1 and y0 < b.y1 for b in boxes)
         true_x = ax.transData.transform([(p["images_per_s"], 1) for p in points.values()])[:, 0]
         assert np.abs(centres[:, 0] - true_x).max() <= 2 * radii.max()  # a dodge, not a move
         assert np.abs(centres[:, 0] - true_x)[[0, 1, 2]].max() == 0  # alone: exactly in place
@@ -502,3 +506,84 @@ def test_counts_geometry_of_names_and_markers():
     assert plots._overlap((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
     assert plots._covers((20, 0, 30, 10), (0.0, 5.0), 25.0) == 500.0  # 5 px deep, x 100
     assert plots._covers((20, 0, 30, 10), (0.0, 5.0), 15.0) == 0.0  # does not reach
+
+
+def _outside(a, b) -> bool:
+    """Whether two pixel boxes share no area (touching edges allowed)."""
+    return a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0
+
+
+@pytest.mark.parametrize("members", [2, 4])
+def test_error_gallery_members_lines_sit_under_their_own_image_and_cover_nothing(members):
+    g = torch.Generator().manual_seed(3)
+    targets = torch.randint(0, 10, (200,), generator=g)
+    probs = (torch.randn(200, members, 10, generator=g) * 2).softmax(-1)
+    fig = plots.error_gallery(torch.rand(200, 28, 28), probs, targets)  # 8 errors: 2 rows of 4
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    whole = fig.bbox
+    images = [ax.images[0].get_window_extent(renderer) for ax in fig.axes]
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    for i, ax in enumerate(fig.axes):
+        (text,) = ax.texts
+        lines = text.get_window_extent(renderer)
+        assert len(text.get_text().split("\n")) == members
+        assert lines.y1 <= images[i].y0 + 1  # under its image,
+        assert images[i].x0 - 1 <= (lines.x0 + lines.x1) / 2 <= images[i].x1 + 1  # centred on it
+        assert whole.x0 <= lines.x0 and lines.x1 <= whole.x1 and whole.y0 <= lines.y0
+        others = [b for j, b in enumerate(images + titles) if j not in (i, i + len(images))]
+        assert all(_outside(lines, other) for other in others)  # on no other image or title
+
+
+def test_packed_weight_diagram_outlines_and_centres_each_matrix_first_row_on_top():
+    layers = {"wide": PackedLinear(8, 16, alpha=2, num_estimators=4),
+              "narrow": PackedLinear(4, 8, alpha=2, num_estimators=2)}  # fmt: skip
+    fig = plots.packed_weight_diagram(layers)
+    wide, narrow, _ = fig.axes
+    for ax, (rows, cols) in ((wide, (32, 16)), (narrow, (16, 8))):
+        assert ax.images[0].get_array().shape == (rows, cols)
+        (outline,) = ax.patches  # the outline: exactly around the matrix, not filled
+        assert outline.get_xy() == (-0.5, -0.5)
+        assert (outline.get_width(), outline.get_height()) == (cols, rows)
+        assert not outline.get_fill()
+        left, right = ax.get_xlim()
+        bottom, top = ax.get_ylim()
+        assert top < bottom  # row 0 (the first output feature) at the top
+        assert right - left == 16 and bottom - top == 32  # the largest matrix's span in every panel
+        assert (left + right) / 2 == pytest.approx((cols - 1) / 2)  # the matrix in the middle
+        assert (bottom + top) / 2 == pytest.approx((rows - 1) / 2)
+        for ticks, size in ((ax.get_xticks(), cols), (ax.get_yticks(), rows)):
+            assert ticks[0] == 0 and ticks[-1] <= size - 1 and 4 <= len(ticks) <= 5
+    assert narrow.images[0].cmap.get_bad().tolist() == [1.0, 1.0, 1.0, 1.0]  # no weight: white
+
+
+def test_pareto_plot_bars_limits_and_key_agree_with_the_data():
+    points = {"slow": {"images_per_s": 200.0, "images_per_s_min": 150.0, "images_per_s_max": 260.0,
+                       "params": 1000, "cls/Acc": 0.80, "cls/Acc_std": 0.02},
+              "fast": {"images_per_s": 5000.0, "params": 100000, "cls/Acc": 0.90,
+                       "cls/Acc_std": 0.01}}  # fmt: skip
+    fig = plots.pareto_plot(points, y_keys=("cls/Acc",))
+    (acc,) = fig.axes
+    slow_bars, fast_bars = acc.containers
+    horizontal, vertical = slow_bars.lines[2]
+    assert np.allclose(horizontal.get_segments()[0], [[150.0, 80.0], [260.0, 80.0]])  # the range
+    assert np.allclose(vertical.get_segments()[0], [[200.0, 78.0], [200.0, 82.0]])
+    assert len(fast_bars.lines[2]) == 1  # no range given: no horizontal bar
+    dots = [c for c in acc.collections if isinstance(c, PathCollection)]
+    for dot, bars in zip(dots, (slow_bars, fast_bars), strict=True):  # a bar in its marker's colour
+        for line in bars.lines[2]:
+            assert np.allclose(line.get_colors()[0][:3], dot.get_facecolors()[0][:3])
+    low, high = acc.get_ylim()  # every bar inside, the lowest and highest near the edges
+    span = 91.0 - 78.0
+    assert 78.0 - 0.3 * span < low < 78.0 and 91.0 < high < 91.0 + 0.3 * span
+    left, right = acc.get_xlim()
+    assert left < 150.0 and right > 5000.0
+    (legend,) = fig.legends  # the key's markers have the sizes of models of those sizes
+    keys = dict(zip([t.get_text() for t in legend.get_texts()], legend.legend_handles,
+                    strict=True))  # fmt: skip
+    for dot, params in zip(dots, (1000, 100000), strict=True):
+        marker = keys[f"{plots._count(params)} parameters"]
+        assert marker.get_marker() == "o" and marker.get_linestyle() == "None"
+        assert marker.get_markersize() == pytest.approx(np.sqrt(dot.get_sizes()[0]))
+    fig.canvas.draw()  # the key stands beside the panels, on none of them
+    assert legend.get_window_extent().x0 >= acc.get_window_extent().x1

@@ -221,7 +221,8 @@ def error_gallery(
     members = per_member.shape[1]
     width, height, per_member_line = SIZES["gallery_panel"]
     row_height = height + per_member_line * members  # the image, its title, a line per member
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, row_height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, row_height * rows), squeeze=False,
+                             layout="constrained")  # fmt: skip  # room for the members' lines
     for ax in axes.flat:
         ax.axis("off")
     if wrong.numel() == 0:
@@ -240,8 +241,6 @@ def error_gallery(
         )
         ax.text(0.5, -0.04, "\n".join(member_lines), transform=ax.transAxes, ha="center",
                 va="top", fontsize=SMALL, family="monospace")  # fmt: skip
-    fig.tight_layout()
-    fig.subplots_adjust(hspace=0.25 + 0.1 * members)  # room for the members' lines
     return fig
 
 
@@ -399,9 +398,9 @@ def pareto_plot(
     (the format of Figure 1 of the Packed-Ensembles paper), one panel per metric.
 
     Made to be read: each marker carries its model's short name (:func:`short_name`), placed
-    where it covers no other name and no marker; markers that would cover each other (two
-    models of equal speed and quality) are moved apart sideways by the few points needed (a
-    "dodge": a shift far smaller than a throughput measurement's spread); the log axis is
+    where it covers no other name, no marker and no error bar; markers that would cover each
+    other (two models of equal speed and quality) are moved apart sideways by the few points
+    needed (a "dodge": a shift far smaller than a throughput measurement's spread); the log axis is
     labelled at 1, 2 and 5 times the powers of ten ("5k", "10k", "20k"). Vertical bars: +- 1
     standard deviation over seeds; horizontal bars, where ``points`` has them: the range of the
     throughput measurements.
@@ -475,6 +474,11 @@ def pareto_plot(
         bars = [(cx - cap, ax.transData.transform((1, low))[1], cx + cap,
                  ax.transData.transform((1, high))[1])
                 for cx, low, high in zip(moved, y - spread, y + spread, strict=True)]  # fmt: skip
+        for i in np.flatnonzero(x_high > x_low):  # the throughput ranges, as drawn
+            (x0, _), (x1, _) = ax.transData.transform(
+                [(shown_x[i] - x[i] + x_low[i], 1), (shown_x[i] - x[i] + x_high[i], 1)]
+            )
+            bars.append((x0, centres[i, 1] - cap, x1, centres[i, 1] + cap))
         _place_names(ax, renderer, shorts, centres, radii, bars, shown_x, y, colours, to_pixels)
     return fig
 
@@ -537,7 +541,8 @@ def _dodge(centres: np.ndarray, radii: np.ndarray, gap: float) -> np.ndarray:
 def _place_names(ax, renderer, labels, centres, radii, bars, x, y, colours, to_pixels) -> None:
     """Write each marker's name next to it, at the first of a list of places (right, left,
     above, below, the diagonals, then further out with a thin leader line) where it covers no
-    name already written, no marker, no error bar (``bars``: boxes in pixels), and stays inside
+    name already written, no marker, no error bar (``bars``: boxes in pixels, the vertical and
+    the horizontal ones), and stays inside
     the axes; where no place is free, the one that covers the least (markers weigh most)."""
     inside = ax.get_window_extent(renderer)
     written: list[tuple[float, float, float, float]] = []
