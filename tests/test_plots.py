@@ -587,3 +587,39 @@ def test_pareto_plot_bars_limits_and_key_agree_with_the_data():
         assert marker.get_markersize() == pytest.approx(np.sqrt(dot.get_sizes()[0]))
     fig.canvas.draw()  # the key stands beside the panels, on none of them
     assert legend.get_window_extent().x0 >= acc.get_window_extent().x1
+
+
+def test_pareto_names_sit_beside_their_own_marker_or_are_led_to_it():
+    lone = {"a": {"images_per_s": 100.0, "params": 10, "cls/Acc": 0.5},
+            "b": {"images_per_s": 10000.0, "params": 40, "cls/Acc": 0.9}}  # fmt: skip
+    fig = plots.pareto_plot(lone, y_keys=("cls/Acc",))
+    renderer = fig.canvas.get_renderer()
+    to_pixels = fig.dpi / 72
+    (ax,) = fig.axes
+    dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    gap = plots.MARKER["gap"] * to_pixels
+    for dot, name in zip(dots, ax.texts, strict=True):  # room on the right: the name is there
+        cx, cy = ax.transData.transform(dot.get_offsets()[0])
+        radius = np.sqrt(dot.get_sizes()[0]) / 2 * to_pixels
+        box = name.get_window_extent(renderer)
+        assert box.x0 == pytest.approx(cx + radius + gap, abs=1.5)
+        assert (box.y0 + box.y1) / 2 == pytest.approx(cy, abs=1.5)
+        assert name.arrow_patch is None
+    points = _crowded_points()
+    fig = plots.pareto_plot(points)
+    for ax in fig.axes:
+        dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+        centres = np.array([ax.transData.transform(d.get_offsets()[0]) for d in dots])
+        radii = np.array([np.sqrt(d.get_sizes()[0]) / 2 * to_pixels for d in dots])
+        for i, (dot, name) in enumerate(zip(dots, ax.texts, strict=True)):
+            box = name.get_window_extent(renderer)
+            nearest = np.column_stack([centres[:, 0].clip(box.x0, box.x1),
+                                       centres[:, 1].clip(box.y0, box.y1)])  # fmt: skip
+            edges = np.hypot(*(centres - nearest).T) - radii  # from the name to each marker
+            if name.arrow_patch is None:  # beside its own marker, nearer it than any other
+                assert edges[i] <= gap + 1.5 and edges[i] <= edges.min() + 0.5
+            else:  # further out, with a leader in its marker's colour
+                assert np.allclose(
+                    name.arrow_patch.get_edgecolor()[:3], dot.get_facecolors()[0][:3]
+                )
+                assert edges[i] <= gap + to_pixels * max(plots.MARKER["reach"]) * 1.5

@@ -542,8 +542,9 @@ def _place_names(ax, renderer, labels, centres, radii, bars, x, y, colours, to_p
     """Write each marker's name next to it, at the first of a list of places (right, left,
     above, below, the diagonals, then further out with a thin leader line) where it covers no
     name already written, no marker, no error bar (``bars``: boxes in pixels, the vertical and
-    the horizontal ones), and stays inside
-    the axes; where no place is free, the one that covers the least (markers weigh most)."""
+    the horizontal ones), stays inside the axes and keeps at least as far from every other
+    marker as from its own (so that it reads as its own marker's name); where no place is
+    free, the one that covers the least (markers weigh most)."""
     inside = ax.get_window_extent(renderer)
     written: list[tuple[float, float, float, float]] = []
     gap = MARKER["gap"] * to_pixels
@@ -565,7 +566,10 @@ def _place_names(ax, renderer, labels, centres, radii, bars, x, y, colours, to_p
                 extent = text.get_window_extent(renderer)
                 box = (extent.x0 - 1, extent.y0 - 1, extent.x1 + 1, extent.y1 + 1)
                 cost = sum(_overlap(box, other) for other in written + bars)
-                cost += sum(_covers(box, c, r) for c, r in zip(centres, radii, strict=True))
+                cost += sum(
+                    _covers(box, c, r + gap * (j != i))  # keep off the other markers
+                    for j, (c, r) in enumerate(zip(centres, radii, strict=True))
+                )
                 cost += 1e6 * (box[0] < inside.x0 or box[2] > inside.x1 or box[1] < inside.y0
                                or box[3] > inside.y1)  # fmt: skip
                 if best is None or cost < best[0]:
