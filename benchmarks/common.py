@@ -13,8 +13,10 @@ from pathlib import Path
 
 import torch
 
+from tutorial_lib import runcache
+from tutorial_lib.config import ExperimentConfig
 from tutorial_lib.speed import share_cpu_fairly
-from tutorial_lib.trainer import describe_machine
+from tutorial_lib.trainer import describe_machine, resolved_accelerator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,6 +104,18 @@ def begin_study() -> Callable[[str], None]:
     return say
 
 
+def cached_seeds(config: ExperimentConfig) -> list[int]:
+    """The seeds of ``config``'s (first) model whose run is in ``config``'s run cache: a forecast
+    counts them as free, since the experiment loads them instead of training them."""
+    if not config.cache:
+        return []
+    spec, cache = config.specs[0], runcache.cache_dir(config.cache)
+    accelerator = resolved_accelerator(config.accelerator)
+    return [seed for seed in config.seed_list
+            if (runcache.entry_path(cache, spec, runcache.run_key(spec, config, seed, accelerator))
+                / "run.pt").is_file()]  # fmt: skip
+
+
 class StudyMismatch(SystemExit):
     """A partial results file that belongs to another study (other settings or other code)."""
 
@@ -113,8 +127,9 @@ def resume_study(path: Path, signature: dict, say: Callable[[str], None]) -> dic
     (``"complete": false``); committing that file and running the same command again, from the
     same code, picks up where it stopped, even on a machine whose run cache is empty. Only a
     file whose ``signature`` (every setting that shapes the results, and the digest of the
-    library's source) equals this one's is carried on; a complete file is started afresh (its
-    runs still come from the run cache).
+    library's source) equals this one's is carried on; a complete file is kept as
+    ``<name>.previous.json`` (a new study must not overwrite finished results before it has
+    finished itself) and a new study starts (its runs still come from the run cache).
 
     Raises:
         StudyMismatch: ``path`` holds an unfinished study with another signature; its message
@@ -128,6 +143,9 @@ def resume_study(path: Path, signature: dict, say: Callable[[str], None]) -> dic
         raise StudyMismatch(f"{path} cannot be read ({err}): move it away to start afresh."
                             ) from err  # fmt: skip
     if old.get("complete", True):
+        kept = path.with_name(f"{path.stem}.previous.json")
+        path.replace(kept)
+        say(f"{path} holds a complete study: it is kept as {kept}, and a new one starts")
         return None
     theirs = old.get("signature", {})
     differ = sorted(k for k in signature.keys() | theirs.keys()

@@ -25,7 +25,8 @@ cache and, on a machine whose cache is empty, from the models already in the res
 (commit it between sessions; ``"passes"`` records each pass's machine, commit and minutes).
 ``--budget MIN`` starts no experiment whose forecast would end after MIN minutes of the pass: an
 experiment that a session's end would stop half-way waits for the next pass, and a smaller one
-after it may run instead.
+after it may run instead (the forecast counts the runs in the run cache as free). Run again on a
+complete results file, it keeps that file as ``<name>.previous.json`` and starts a new study.
 With ``--pilot-only`` it runs the pilot alone and writes ``data/results/packing_pilot.json``
 (a longer grid, to check that the study's epochs converged). Prints progress and, after the
 pilot, the expected duration. Run it with nothing else on the machine. With the defaults (the
@@ -46,7 +47,15 @@ import sys
 import time
 from pathlib import Path
 
-from common import begin_study, commit, machine, resume_study, study_options, study_point
+from common import (
+    begin_study,
+    cached_seeds,
+    commit,
+    machine,
+    resume_study,
+    study_options,
+    study_point,
+)
 
 # (models, gamma): gamma is one setting of an experiment, so gamma 2 is a second experiment
 GROUPS = ((("lenet", "deep-ensemble-4", "packed-2-4"), 1), (("packed-2-4",), 2))
@@ -176,14 +185,16 @@ def main() -> None:
                     if config.specs[0].name in points:  # finished in an earlier pass
                         continue
                     nearest = min(rate, key=lambda w: abs(w - width))
-                    plan.append((dataset, width, gamma, config, flops * rate[nearest]))
+                    to_train = args.seeds - len(cached_seeds(config))  # the others: loaded
+                    plan.append((dataset, width, gamma, config,
+                                 flops * rate[nearest] * epochs * to_train))  # fmt: skip
     cores = min(os.cpu_count() or 1, args.seeds)  # the seeds of a model train side by side
-    cpu_s = sum(per_epoch * epochs * args.seeds for *_, per_epoch in plan)
+    cpu_s = sum(cost for *_, cost in plan)
     say(f"the study: {len(plan)} experiment(s) to run; expected about {cpu_s / cores / 60:.0f} "
-        f"min on {cores} CPUs (less for runs already in the cache)")  # fmt: skip
+        f"min on {cores} CPUs (runs already in the run cache count as nothing)")  # fmt: skip
     left = []  # experiments that would not end within --budget
-    for dataset, width, gamma, config, per_epoch in plan:
-        minutes = per_epoch * epochs * args.seeds / cores / 60
+    for dataset, width, gamma, config, cost in plan:
+        minutes = cost / cores / 60
         elapsed = (time.perf_counter() - start) / 60
         if args.budget is not None and elapsed + minutes > args.budget:
             left.append(config.specs[0].name)

@@ -29,11 +29,38 @@ def test_an_unfinished_study_with_the_same_signature_is_carried_on(tmp_path, cap
     assert "1 model(s) done in 1 earlier pass(es)" in capsys.readouterr().out
 
 
-def test_no_file_or_a_complete_one_starts_afresh(tmp_path):
+def test_no_file_or_a_complete_one_starts_afresh_and_the_complete_one_is_kept(tmp_path, capsys):
     path = tmp_path / "packing.json"
     assert resume_study(path, SIGNATURE, print) is None
     path.write_text(json.dumps(unfinished() | {"complete": True}))
+    before = path.read_bytes()
     assert resume_study(path, SIGNATURE, print) is None
+    kept = tmp_path / "packing.previous.json"
+    assert kept.read_bytes() == before and not path.exists()  # nothing lost to the new study
+    assert f"it is kept as {kept}" in capsys.readouterr().out
+
+
+def test_the_forecast_finds_the_seeds_already_in_the_run_cache(tmp_path):
+    """A pass counts cached runs as free: a model whose seeds are all cached is not left for the
+    next pass for want of time (the forecast once did, and a pass ended with a study unfinished
+    whose every run was in the cache)."""
+    from common import cached_seeds
+
+    from tutorial_lib import runcache
+    from tutorial_lib.config import ExperimentConfig
+    from tutorial_lib.trainer import resolved_accelerator
+
+    config = ExperimentConfig.create("quick", models=("lenet",), seeds=3,
+                                     cache=str(tmp_path / "cache"))  # fmt: skip
+    assert cached_seeds(config) == []
+    spec = config.specs[0]
+    for seed in (0, 2):
+        key = runcache.run_key(spec, config, seed, resolved_accelerator(config.accelerator))
+        entry = runcache.entry_path(tmp_path / "cache", spec, key)
+        runcache.store(entry, key, {"state": {}}, None)
+    assert cached_seeds(config) == [0, 2]
+    assert cached_seeds(config.with_values(epochs=config.epochs + 1)) == []  # another run
+    assert cached_seeds(config.with_values(cache=None)) == []  # no cache, nothing loaded
 
 
 def test_another_studys_unfinished_file_is_refused_and_kept(tmp_path):
