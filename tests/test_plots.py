@@ -16,6 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tutorial_lib import plots
 from tutorial_lib.layers import PackedLinear
+from tutorial_lib.metrics.calibration import calibration_bins
 
 
 @pytest.fixture(autouse=True)
@@ -96,6 +97,20 @@ def test_reliability_diagram_uses_the_bins_it_is_given(predictions):
     assert top.get_title().startswith("five (ECE ")
     assert len(bottom.containers[0]) == 5
     assert {round(b.get_width(), 9) for b in bottom.containers[0]} == {0.2}
+    assert sum(b.get_height() for b in bottom.containers[0]) == 300  # every sample in 5 bins
+    conf, pred = probs.double().mean(1).max(-1)
+    counts, acc, _ = calibration_bins(conf, pred == targets, 5)
+    heights = [b.get_height() for b in top.containers[0]]
+    assert heights == pytest.approx(acc[:5][counts[:5] > 0].tolist())  # the 5 bins' accuracies
+
+
+def test_reliability_diagram_draws_a_single_confidence_of_one():
+    probs = torch.zeros(3, 1, 2, dtype=torch.float64)
+    probs[0, 0, 0] = 1.0  # one prediction of confidence exactly 1.0, right
+    probs[1:, 0] = torch.tensor([0.7, 0.3])
+    top, bottom = plots.reliability_diagram(probs, torch.tensor([0, 0, 1])).axes
+    assert bottom.lines[0].get_ydata().tolist() == [1]
+    assert top.lines[1].get_xdata().tolist() == [1.0] and top.lines[1].get_ydata().tolist() == [1.0]
 
 
 def test_ood_histograms_bins_density_and_words(predictions):
