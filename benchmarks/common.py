@@ -111,9 +111,13 @@ def cached_seeds(config: ExperimentConfig) -> list[int]:
         return []
     spec, cache = config.specs[0], runcache.cache_dir(config.cache)
     accelerator = resolved_accelerator(config.accelerator)
-    return [seed for seed in config.seed_list
-            if (runcache.entry_path(cache, spec, runcache.run_key(spec, config, seed, accelerator))
-                / "run.pt").is_file()]  # fmt: skip
+    return [
+        seed
+        for seed in config.seed_list
+        if runcache.is_stored(
+            runcache.entry_path(cache, spec, runcache.run_key(spec, config, seed, accelerator))
+        )
+    ]
 
 
 class StudyMismatch(SystemExit):

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from common import StudyMismatch, resume_study  # noqa: E402
+from common import StudyMismatch, cached_seeds, resume_study  # noqa: E402
+
+from tutorial_lib import runcache  # noqa: E402
+from tutorial_lib.config import ExperimentConfig  # noqa: E402
+from tutorial_lib.trainer import resolved_accelerator  # noqa: E402
 
 SIGNATURE = {"widths": [1, 2, 4], "seeds": 3, "epoch_grid": [24, 48], "source": "abc"}
 
@@ -44,12 +48,6 @@ def test_the_forecast_finds_the_seeds_already_in_the_run_cache(tmp_path):
     """A pass counts cached runs as free: a model whose seeds are all cached is not left for the
     next pass for want of time (the forecast once did, and a pass ended with a study unfinished
     whose every run was in the cache)."""
-    from common import cached_seeds
-
-    from tutorial_lib import runcache
-    from tutorial_lib.config import ExperimentConfig
-    from tutorial_lib.trainer import resolved_accelerator
-
     config = ExperimentConfig.create("quick", models=("lenet",), seeds=3,
                                      cache=str(tmp_path / "cache"))  # fmt: skip
     assert cached_seeds(config) == []

@@ -117,6 +117,11 @@ def store(entry: Path, key: dict, payload: dict[str, Any], logs: Path | None) ->
     return True
 
 
+def is_stored(entry: Path) -> bool:
+    """Whether a run's entry holds its payload (what :func:`load` would read)."""
+    return (entry / "run.pt").is_file()
+
+
 def load(entry: Path) -> dict[str, Any] | None:
     """A run's stored payload, or None when there is no entry.
 
@@ -124,9 +129,9 @@ def load(entry: Path) -> dict[str, Any] | None:
         ValueError: the entry exists but cannot be read (truncated, or written by another
             version); the message names it.
     """
-    path = entry / "run.pt"
-    if not path.is_file():
+    if not is_stored(entry):
         return None
+    path = entry / "run.pt"
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
