@@ -40,6 +40,7 @@ from tutorial_lib import __version__, files
 from tutorial_lib.config import ExperimentConfig, ModelSpec
 
 ENV = "TUTORIAL_CACHE_DIR"
+PAYLOAD = "run.pt"  # in each entry: what load() reads
 # the settings of a config that shape a trained run (the rest: which models, where to write, ...)
 SHAPING = ("dataset", "classes", "epochs", "batch_size", "recipe", "lr", "val_size",
            "train_subset", "eval_subset", "grouping_loss", "mc_samples", "ood_score")  # fmt: skip
@@ -103,7 +104,7 @@ def store(entry: Path, key: dict, payload: dict[str, Any], logs: Path | None) ->
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
         files.write_json(staging / "key.json", key)
-        files.save_tensors(payload, staging / "run.pt")
+        files.save_tensors(payload, staging / PAYLOAD)
         if logs is not None and logs.is_dir():
             shutil.copytree(logs, staging / "logs")
         try:
@@ -119,7 +120,7 @@ def store(entry: Path, key: dict, payload: dict[str, Any], logs: Path | None) ->
 
 def is_stored(entry: Path) -> bool:
     """Whether a run's entry holds its payload (what :func:`load` would read)."""
-    return (entry / "run.pt").is_file()
+    return (entry / PAYLOAD).is_file()
 
 
 def load(entry: Path) -> dict[str, Any] | None:
@@ -131,7 +132,7 @@ def load(entry: Path) -> dict[str, Any] | None:
     """
     if not is_stored(entry):
         return None
-    path = entry / "run.pt"
+    path = entry / PAYLOAD
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
