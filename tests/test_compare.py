@@ -195,6 +195,8 @@ def test_tensorboard_has_one_named_run_per_model_and_seed_with_hparams(two_seeds
     assert info.hparams["kind"].string_value == "deep-ensemble"
     assert info.hparams["M"].number_value == 2 and info.hparams["gamma"].number_value == 1
     assert info.hparams["seed"].number_value == 1
+    assert info.hparams["dataset"].string_value == "mnist"
+    assert info.hparams["epochs"].number_value == 1
     acc = events.Scalars("hparams/Acc")[-1].value
     assert acc == pytest.approx(results["models"]["Deep Ensemble (M=2)"]["seeds"][1]["cls/Acc"])
     assert {"hparams/NLL", "hparams/ECE", "hparams/AUROC", "hparams/AURC"} <= set(
@@ -411,6 +413,27 @@ def test_the_pretrained_ensemble_is_tested_like_the_trained_models(tmp_path, rea
     plots_written = sorted(os.listdir(tmp_path / "out" / "plots"))
     assert "pretrained_reliability.png" in plots_written and "pretrained_ood.png" in plots_written
     assert sorted(os.listdir(tmp_path)) == ["out"]  # its test writes no logs anywhere
+
+
+def test_a_failed_start_removes_its_empty_folders_and_keeps_every_file(tmp_path, real_root,
+                                                                        monkeypatch):  # fmt: skip
+    def broken(self, stage=None):
+        raise RuntimeError("setup failed (test)")
+
+    monkeypatch.setattr(compare.MNISTDataModule, "setup", broken)
+    new_root = tmp_path / "new" / "data"
+    config = tiny(tmp_path, real_root, data_dir=str(new_root), mirror=str(real_root))
+    with pytest.raises(RuntimeError, match="setup failed"):
+        compare.prepare(config)
+    assert not (tmp_path / "out").exists()  # created for this run, empty but for its lock: gone
+    fetched = sorted(p.name for p in (tmp_path / "new").rglob("*.gz"))
+    assert len(fetched) == 8  # the data copied before the failure stays, for the next try
+
+
+def test_times_are_cpu_seconds_on_the_cpu_and_wall_seconds_on_a_gpu():
+    assert compare.run_clock("cpu") is time.process_time  # the same meaning side by side
+    assert compare.run_clock("cuda") is time.perf_counter  # the CPU clock misses a GPU's work
+    assert compare.run_clock("mps") is time.perf_counter
 
 
 def test_an_output_folder_that_cannot_be_written_says_so(tmp_path):
